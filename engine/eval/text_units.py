@@ -40,7 +40,7 @@ def count_words(text: str) -> int:
 
 # --- sentences -------------------------------------------------------------------------
 
-# Lowercased, without the final period. Dotted initialisms (u.s, e.g, ph.d) are recognised
+# Lowercased, without the final period. Dotted short forms (u.s, e.g, ph.d) are recognised
 # by shape as well, see _is_abbreviation.
 _ABBREVIATIONS = frozenset("""
     mr mrs ms dr prof st jr sr rev gov sen rep gen col capt lt sgt mt ft
@@ -50,7 +50,7 @@ _ABBREVIATIONS = frozenset("""
     mon tue tues wed thu thur thurs fri sat sun
     no nos vol pp fig figs eq
 """.split())
-_DOTTED_INITIALISM = re.compile(r"^(?:[a-z]\.)+[a-z]$")
+_DOTTED_INITIALISM = re.compile(r"^(?:[a-z]{1,2}\.)+[a-z]{1,2}$")   # u.s, e.g, ph.d
 
 # Capitalised words that make Punkt end a sentence even after an abbreviation or ellipsis.
 _SENTENCE_STARTERS = frozenset("""
