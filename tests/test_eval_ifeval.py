@@ -145,6 +145,29 @@ def test_default_prompt_set_covers_every_instruction_twice():
                 assert item.prompt.endswith(kwargs["prompt_to_repeat"])
 
 
+def test_default_prompts_state_their_settings():
+    # Every number, keyword and phrase a check uses is spelled out in the prompt itself.
+    languages = {"fr": "french", "es": "spanish", "de": "german", "it": "italian"}
+    for item in read_ifeval_data():
+        text = item.prompt.lower()
+        for kwargs in item.kwargs:
+            for name, value in kwargs.items():
+                if name == "language":
+                    expected = [languages[value]]
+                elif name.endswith("relation"):
+                    expected = ["at least"] if value == "at least" else ["less than", "fewer than"]
+                elif name == "nth_paragraph" and value == 1:
+                    expected = ["first paragraph"]
+                elif isinstance(value, int):
+                    expected = [str(value)]
+                elif isinstance(value, list):
+                    assert all(v.lower() in text for v in value), (item.key, name)
+                    continue
+                else:
+                    expected = [value.lower()]
+                assert any(e in text for e in expected), (item.key, name, value)
+
+
 def test_ifeval_command_prints_and_writes_metrics(tmp_path, capsys):
     data = _write_jsonl(tmp_path / "data.jsonl", [
         {"key": 1, "prompt": "A", "instruction_id_list": ["punctuation:no_comma"], "kwargs": [{}]},

@@ -130,7 +130,7 @@ def test_generation_judge_reads_letters_greedily(sampling_params):
     assert result.scores == (1.0, 0.0)
     prompts, params = llm.generate_calls[0]
     assert params.temperature == 0.0 and params.seed == 0
-    assert prompts[0].endswith("Better response:") and "[Instruction]\nq1" in prompts[0]
+    assert prompts[0].endswith("Better answer:") and "[Instruction]\nq1" in prompts[0]
 
 
 @pytest.mark.parametrize("use_chat_template, letters", [(False, (" A", " B")), (True, ("A", "B"))])
@@ -159,7 +159,7 @@ def test_judge_prompt_wraps_chat_template_only_when_asked():
     tok = ScriptedLLM().tokenizer
     raw = judge_prompt("Q", "a", "b")
     chat = judge_prompt("Q", "a", "b", tokenizer=tok, use_chat_template=True)
-    assert raw.endswith("\nBetter response:")
+    assert raw.endswith("\nBetter answer:")
     assert chat.startswith("<user>") and chat.endswith("<assistant>")
     assert "[Answer A]\na\n\n[Answer B]\nb" in raw
 

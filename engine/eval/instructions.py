@@ -168,9 +168,7 @@ def format_multiple_sections(response: str, *, section_spliter: str, num_section
 def format_json_format(response: str) -> bool:
     text = response.strip()
     for fence in ("```json", "```Json", "```JSON", "```"):
-        if text.startswith(fence):
-            text = text[len(fence):]
-            break
+        text = text.removeprefix(fence)
     text = text.removesuffix("```").strip()
     try:
         json.loads(text)

@@ -5,7 +5,7 @@ position, so every pair is judged twice, once with the evaluated model's answer 
 once as B. The model *wins* a prompt when both orders pick its answer, *loses* when both
 pick the other, and *ties* otherwise (a disagreement, or a verdict that could not be read).
 Win rate is (wins + ties / 2) / n; its standard error is the sample standard deviation of
-the per-prompt scores (1, 0.5, 0) over sqrt(n), as AlpacaEval reports it.
+the per-prompt scores (1, 0.5, 0), ddof=1, over sqrt(n).
 
 Two LLM judges implement the small ``PairwiseJudge`` interface:
 * ``GenerationJudge`` lets the judge model write its verdict (greedy, seed 0) and reads the
@@ -13,7 +13,7 @@ Two LLM judges implement the small ``PairwiseJudge`` interface:
 * ``LogprobJudge`` compares log P("A") with log P("B") as the next token after the judge
   prompt through ``llm.score``, so it needs no top-k API. With the chat template the
   continuation is "A"/"B" (the assistant turn starts fresh); on a raw prompt, which ends
-  with "Better response:", it is " A"/" B" with the space a BPE tokenizer fuses into the
+  with "Better answer:", it is " A"/" B" with the space a BPE tokenizer fuses into the
   letter's token.
 """
 
@@ -45,7 +45,7 @@ answer for being longer, and do not let the order in which the answers appear sw
 
 Which answer is better? Reply with the single letter A or B."""
 
-RAW_ANSWER_CUE = "\nBetter response:"
+RAW_ANSWER_CUE = "\nBetter answer:"
 
 
 class PairwiseJudge(Protocol):
@@ -160,7 +160,8 @@ class GenerationJudge:
         prompts = [judge_prompt(i, a, b, tokenizer=getattr(self.llm, "tokenizer", None),
                                 use_chat_template=self.use_chat_template)
                    for i, a, b in zip(instructions, responses_a, responses_b, strict=True)]
-        params = SamplingParams(temperature=0.0, max_tokens=self.max_tokens, stop=["\n"], seed=0)
+        # No newline stop: a judge may open with a blank line before its letter.
+        params = SamplingParams(temperature=0.0, max_tokens=self.max_tokens, seed=0)
         return [parse_verdict(out.text) for out in self.llm.generate(prompts, params)]
 
 
