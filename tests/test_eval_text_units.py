@@ -65,6 +65,7 @@ def test_capital_word_count(text, expected):
     ("Wait... what happened? Really... The end.", ["Wait... what happened?", "Really...", "The end."]),
     ("Title\n\nBody text here. Second one.", ["Title\n\nBody text here.", "Second one."]),
     ("Step 3. mix well. Done.", ["Step 3. mix well.", "Done."]),
+    ("My answer is no. Here is why.", ["My answer is no.", "Here is why."]),
 ])
 def test_sentence_split_follows_punkt_on_ordinary_prose(text, expected):
     assert split_sentences(text) == expected

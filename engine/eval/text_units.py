@@ -14,7 +14,7 @@ IFEval counts with three NLTK tools; this module reproduces each one offline:
   names ("example.com") never split because no whitespace follows the dot.
   Known differences from Punkt: Punkt's abbreviation, collocation and orthographic tables
   are learned from a corpus and are larger than the short lists here, so rare
-  abbreviations ("approx.", "Gen.") end a sentence here but may not in Punkt; Punkt also
+  abbreviations ("Adm.", "Calif.") end a sentence here but may not in Punkt; Punkt also
   consults how often the next word was seen capitalised mid-sentence, which we replace
   with the fixed starter list.
 * ``word_tokens`` (used by ``change_case:capital_word_frequency``): IFEval uses
@@ -42,13 +42,14 @@ def count_words(text: str) -> int:
 
 # Lowercased, without the final period. Dotted short forms (u.s, e.g, ph.d) are recognised
 # by shape as well, see _is_abbreviation.
+# Words that often end a sentence themselves ("no", "sat", "sun", "wed") are left out.
 _ABBREVIATIONS = frozenset("""
-    mr mrs ms dr prof st jr sr rev gov sen rep gen col capt lt sgt mt ft
-    inc ltd co corp bros llc dept univ assn est
+    mr mrs ms dr prof st jr sr rev gov capt lt sgt mt ft
+    inc ltd co corp bros llc dept univ assn
     vs etc cf al viz approx
-    jan feb mar apr jun jul aug sep sept oct nov dec
-    mon tue tues wed thu thur thurs fri sat sun
-    no nos vol pp fig figs eq
+    jan feb apr jun jul aug sep sept oct nov dec
+    mon tue tues thu thur thurs fri
+    vol pp fig figs
 """.split())
 _DOTTED_INITIALISM = re.compile(r"^(?:[a-z]{1,2}\.)+[a-z]{1,2}$")   # u.s, e.g, ph.d
 
