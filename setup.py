@@ -6,7 +6,7 @@ setup(
     description="A from-scratch LLM engine for I-SHEEP iterative self-alignment",
     python_requires=">=3.10",
     packages=find_packages(include=["engine", "engine.*", "kernels", "kernels.*"]),
-    package_data={"engine": ["data/*", "data/**/*"]},
+    package_data={"engine": ["data/*", "eval/data/*.jsonl", "selfalign/data/*.jsonl"]},
     install_requires=[
         "torch>=2.6",
         "triton>=3.2",
@@ -21,6 +21,6 @@ setup(
     ],
     extras_require={
         "flash": ["flash-attn"],
-        "test": ["pytest", "hypothesis", "transformers>=4.45", "rouge-score"],
+        "test": ["pytest", "hypothesis", "transformers>=4.45", "rouge-score", "nltk"],
     },
 )
