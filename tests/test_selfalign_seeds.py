@@ -55,3 +55,23 @@ def test_empty_or_missing_file_is_an_error(tmp_path):
         read_seed_tasks(write_lines(tmp_path / "e.jsonl", [""]))
     with pytest.raises(FileNotFoundError, match="missing.jsonl"):
         read_seed_tasks(tmp_path / "missing.jsonl")
+
+
+def test_default_seed_set_is_well_formed_diverse_and_passes_our_own_filters():
+    from engine.selfalign.rouge import NoveltyFilter
+    from engine.selfalign.seeds import DEFAULT_SEED_PATH, load_default_seeds
+    from engine.selfalign.synthesis import ParsedTask, filter_prompt
+
+    seeds = load_default_seeds()
+    assert 170 <= len(seeds) <= 200
+    with_input = sum(1 for s in seeds if s.input)
+    assert 0.3 < with_input / len(seeds) < 0.7
+    assert all(s.output.strip() and len(s.output.split()) < 100 for s in seeds)
+    assert all(len(s.input.split()) <= 100 for s in seeds)
+    assert all(filter_prompt(ParsedTask(s.instruction, s.input)) is None for s in seeds)
+    # Each seed is novel against the ones before it, as generated prompts must be.
+    results = NoveltyFilter().add_many_if_novel([s.instruction for s in seeds])
+    assert all(r.kept for r in results), [r for r in results if not r.kept]
+    raw = [json.loads(line) for line in DEFAULT_SEED_PATH.read_text(encoding="utf-8").splitlines()]
+    n_classification = sum(r["is_classification"] for r in raw)
+    assert 15 <= n_classification <= 40
