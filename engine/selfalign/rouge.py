@@ -125,8 +125,10 @@ class NoveltyFilter:
         """[len(queries), len(choices)] F1 matrix of encoded texts."""
         if not queries or not choices:
             return np.zeros((len(queries), len(choices)))
+        # cdist splits work by rows, so threads only pay off for several queries.
+        workers = self.workers if len(queries) > 1 else 1
         lcs = process.cdist(queries, choices, scorer=LCSseq.similarity, dtype=np.int32,
-                            workers=self.workers)
+                            workers=workers)
         row_lens = np.array([len(q) for q in queries], dtype=np.float64)
         col_lens = np.array([len(c) for c in choices], dtype=np.float64)
         return _f1_matrix(lcs, row_lens, col_lens)
