@@ -20,7 +20,8 @@ def test_clean_response_is_idempotent():
 
 def test_clean_response_does_not_cut_dialogue_turns():
     # The reference drops such answers rather than trimming them.
-    assert clean_response("Blue light scatters.\nUser: thanks") == "Blue light scatters.\nUser: thanks"
+    text = "Blue light scatters.\nUser: thanks"
+    assert clean_response(text) == text
 
 
 GOOD = ("Sunlight is scattered by air molecules, and shorter blue wavelengths scatter "
@@ -79,7 +80,8 @@ KEPT = [
     ("Write an outline for an essay on recycling.\n",
      "A. Introduction\nB. Benefits\nC. Conclusion"),
     # Lower-case letter lists and "e.g." are not options (the reference drops both).
-    ("List benefits of walking.\n", "a. Better mood\nb. Stronger heart, e.g. lower blood pressure."),
+    ("List benefits of walking.\n",
+     "a. Better mood\nb. Stronger heart, e.g. lower blood pressure."),
     # A single labelled item is not a set of options.
     ("Name a vitamin found in citrus.\n", "A. Vitamin C is the best-known one."),
     # Rhetorical question without "you"; questions the prompt asked for.

@@ -99,26 +99,37 @@ def test_item_missing_input_is_dropped():
     assert [t.number for t in tasks] == [6, 7, 8, 10]
 
 
-def test_extra_text_and_wrong_numbers():
+def test_extra_text_and_skipped_numbers():
     text = (" Translate 'good morning' into French.\n6. Input:\n<noinput>\n"
             "###\nSome chatter the model added.\n7. Instruction: List two mammals.\n7. Input:\n"
-            "<noinput>\n###\n"
-            "9. Instruction: Numbered out of order.\n9. Input:\n<noinput>\n###\n"
+            "<noinput>\n###\n###\n"
+            "9. Instruction: Numbered after a skip.\n9. Input:\n<noinput>\n###\n"
             "I hope these tasks are useful!")
     tasks = parse_generated_tasks(text, 5, "stop")
-    # Text before an item's first marker is ignored; item 8's slot holds number 9 (dropped);
-    # the trailing remark has no markers (dropped).
+    # Chatter before an item's first marker is ignored; the empty item and the skipped
+    # number 8 do not shift later items; the closing remark has no markers (dropped).
     assert [(t.number, t.instruction) for t in tasks] == [
-        (6, "Translate 'good morning' into French."), (7, "List two mammals.")]
+        (6, "Translate 'good morning' into French."), (7, "List two mammals."),
+        (9, "Numbered after a skip.")]
 
 
-def test_markers_of_another_number_stay_in_the_text():
-    text = (" Name a sweet tropical fruit.\n6. Input:\n<noinput>\n7. Instruction: Name a tree.\n7. Input:\n"
-            "<noinput>\n###\n")
+def test_item_mixing_two_numbers_is_dropped():
+    text = " Name a river.\n7. Input:\nEurope\n###\n"
+    assert parse_generated_tasks(text, 5, "stop") == []
+
+
+def test_missing_separator_still_splits_items_at_a_new_instruction_line():
+    text = (" Name a sweet tropical fruit.\n6. Input:\n<noinput>\n"
+            "7. Instruction: Name a tall tree species.\n7. Input:\n<noinput>\n###\n")
+    assert [(t.number, t.instruction, t.input) for t in parse_generated_tasks(text)] == [
+        (6, "Name a sweet tropical fruit.", ""), (7, "Name a tall tree species.", "")]
+
+
+def test_markers_of_another_number_inside_a_line_stay_in_the_text():
+    text = " Name a sweet tropical fruit.\n6. Input:\nMango 7. Instruction: x\n###\n"
     [task] = parse_generated_tasks(text, 5, "stop")
-    assert task.input.startswith("<noinput>\n7. Instruction:")
-    assert filter_prompt(task) == "noinput"
-    assert filter_prompt(ParsedTask(task.instruction, "Mango\n7. Instruction: x")) == "leaked_marker"
+    assert task.input == "Mango 7. Instruction: x"
+    assert filter_prompt(task) == "leaked_marker"
 
 
 def test_parse_of_empty_continuation():
@@ -187,7 +198,8 @@ def test_passing_examples_near_each_rule():
 
 def test_blacklist_is_whole_word_and_case_insensitive():
     for word in BLACKLIST:
-        assert filter_prompt(task(f"Please explain the {word.upper()} in detail here.")) == "blacklist"
+        hit = task(f"Please explain the {word.upper()} in detail here.")
+        assert filter_prompt(hit) == "blacklist"
         assert filter_prompt(task(f"Please explain the {word}x concept in detail.")) is None
 
 

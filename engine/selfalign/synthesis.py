@@ -92,9 +92,18 @@ class ParsedTask:
     number: int = 0
 
 
-def _split_item(item: str, number: int) -> ParsedTask | None:
-    # Markers must carry this item's own number; a marker with another number stays in the
-    # text and is caught later by the leaked-marker filter.
+# Items end at "###" or where a line starts a new "N. Instruction:" (models often drop the
+# separator); a field marker of another number inside an item stays in the text and is
+# caught later by the leaked-marker filter.
+_ITEM_BREAK_RE = re.compile(r"###|\n(?=[ \t]*\d+\.\s+Instruction:)")
+_FIRST_INSTRUCTION_RE = re.compile(r"(?<!\d)(\d+)\.\s+Instruction:")
+
+
+def _split_item(item: str) -> ParsedTask | None:
+    first = _FIRST_INSTRUCTION_RE.search(item)
+    if first is None:
+        return None
+    number = int(first.group(1))
     pieces = re.split(rf"(?<!\d){number}\.\s+(Instruction|Input|Output):", item)
     labels, texts = pieces[1::2], pieces[2::2]
     if labels not in (["Instruction", "Input"], ["Instruction", "Input", "Output"]):
@@ -110,24 +119,22 @@ def parse_generated_tasks(text: str, num_prompt_tasks: int = 5,
                           finish_reason: str = "stop") -> list[ParsedTask]:
     """Split the model's continuation of the meta-prompt into tasks.
 
-    The continuation starts right after "{num_prompt_tasks + 1}. Instruction:"; items are
-    separated by `###` and must carry consecutive numbers from num_prompt_tasks + 1.
-    An item without exactly Instruction, Input (and optionally Output) markers of its own
-    number is dropped, as in the reference. When generation stopped for length the last
-    item may be cut short and is dropped (Alpaca's rule; I-SHEEP's release drops the last
-    item always, which with a stop string loses a complete task). An input that is exactly
-    "<noinput>" (any case) becomes "".
+    The continuation starts right after "{num_prompt_tasks + 1}. Instruction:". Items are
+    separated by `###` (or a line starting "N. Instruction:"); each must hold exactly the
+    markers "N. Instruction:", "N. Input:" and optionally "N. Output:" with one number N,
+    else it is dropped, as in the reference. Text before an item's first marker (chatter)
+    is ignored. Unlike the reference, N is read from the item rather than from its position,
+    so one skipped or repeated number does not lose every later item.
+
+    When generation stopped for length the last item may be cut short and is dropped
+    (Alpaca's rule; I-SHEEP's release drops the last item always, which with a stop string
+    loses a complete task). An input that is exactly "<noinput>" (any case) becomes "".
     """
     raw = f"{num_prompt_tasks + 1}. Instruction:" + text
-    items = raw.split("###")
+    items = _ITEM_BREAK_RE.split(raw)
     if finish_reason == "length":
         items = items[:-1]
-    tasks = []
-    for position, item in enumerate(items):
-        task = _split_item(item, num_prompt_tasks + 1 + position)
-        if task is not None:
-            tasks.append(task)
-    return tasks
+    return [task for task in map(_split_item, items) if task is not None]
 
 
 # ---- heuristic prompt filters: each returns True when the task should be dropped -------
