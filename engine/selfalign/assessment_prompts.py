@@ -1,0 +1,54 @@
+"""The two self-assessment prompts (I-SHEEP step 6): response quality and instruction
+following, each asking for a 1..10 score as `<score>||<explanation>`.
+
+Like the reference, the instruction and its input are joined with a space, the prompt is
+plain text (the judge may be a base model), and it ends with a cue for the score followed
+by one space, so the judge's continuation starts with the number. The log-prob mode
+scores the continuations of `score_continuations()`; see scores.expected_score.
+"""
+
+from __future__ import annotations
+
+ASSESSMENT_KINDS = ("quality", "following")
+
+_CRITERIA = {
+    "quality": (
+        "Rate the quality of the response on a scale of 1 to 10. Give 1 to a poor response: "
+        "wrong, long-winded, hard to follow, or repetitive in its form or content. Give 10 "
+        "to a good response: correct, concise, clear and free of redundancy."
+    ),
+    "following": (
+        "Rate how well the response follows the instruction on a scale of 1 to 10. Give 1 "
+        "when the response keeps writing the instruction instead of answering it, ignores "
+        "the format the instruction asks for, or the instruction itself is vague or "
+        "ambiguous. Give 10 when the response answers the instruction directly, keeps to "
+        "the format it asks for, and the instruction is clear and unambiguous."
+    ),
+}
+
+SCORE_CUE = "Judging strictly, the score is: "
+
+
+def build_assessment_prompt(kind: str, instruction: str, input: str, response: str) -> str:
+    """The judge prompt for one (instruction, input, response) triple.
+
+    kind: "quality" or "following".
+    """
+    if kind not in _CRITERIA:
+        raise ValueError(f"assessment kind must be one of {ASSESSMENT_KINDS}, got {kind!r}")
+    task = f"{instruction} {input}" if input.strip() else instruction
+    return (
+        "Below are an instruction and a response to it.\n"
+        f"Instruction: {task}\n"
+        f"Response: {response}\n\n"
+        f"{_CRITERIA[kind]} Answer in the format '<score>||<explanation>'. {SCORE_CUE}"
+    )
+
+
+def score_continuations() -> dict[int, str]:
+    """Score -> the text whose summed log-prob the log-prob mode needs: "1||" .. "10||".
+
+    The separator is part of each string so the ten events are disjoint: "1" alone is a
+    prefix of "10", and its probability would include that of "10".
+    """
+    return {n: f"{n}||" for n in range(1, 11)}
