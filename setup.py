@@ -6,7 +6,8 @@ setup(
     description="A from-scratch LLM engine for I-SHEEP iterative self-alignment",
     python_requires=">=3.10",
     packages=find_packages(include=["engine", "engine.*", "kernels", "kernels.*"]),
-    package_data={"engine": ["data/*", "eval/data/*.jsonl", "selfalign/data/*.jsonl"]},
+    package_data={"engine": ["data/*"], "engine.eval": ["data/*.jsonl"],
+                  "engine.selfalign": ["data/*.jsonl"]},
     install_requires=[
         "torch>=2.6",
         "triton>=3.2",
