@@ -45,6 +45,16 @@ TEXT = r"[A-Za-z]{1,20}(?: [A-Za-z]{1,20}){0,5}"
 CASE = r"upper|lower"
 
 
+# Words that point at data instead of being data: "Reverse the letters of the word below."
+# with the input missing is a broken task, not a task about the word "below".
+POINTER_WORDS = frozenset({"below", "above", "following", "given", "this", "that", "these",
+                           "those", "it", "them", "next", "previous", "input", "text", "word"})
+
+
+def _names_data(text: str) -> bool:
+    return not any(w.lower() in POINTER_WORDS for w in text.split())
+
+
 @dataclass(frozen=True)
 class Phrasing:
     """One way to ask: `instruction` and `input` are templates with `{slot}` fields; an
@@ -193,7 +203,7 @@ class WordTransform(Family):
         return {"word": rng.choice(WORDS)}
 
     def read(self, fields):
-        return {"word": fields["word"]}
+        return {"word": fields["word"]} if _names_data(fields["word"]) else None
 
     def answer(self, values):
         return self.transform(values["word"].lower())
@@ -249,6 +259,8 @@ class CountLetter(Family):
         return {"letter": letter, "word": word}
 
     def read(self, fields):
+        if not _names_data(fields["word"]):
+            return None
         return {"letter": fields["letter"].lower(), "word": fields["word"]}
 
     def _count(self, values):
@@ -326,6 +338,8 @@ class ChangeCase(Family):
         return {"text": _styled(" ".join(words), source), "case": case}
 
     def read(self, fields):
+        if not _names_data(fields["text"]):
+            return None
         return {"text": fields["text"], "case": fields["case"].lower()}
 
     def answer(self, values):
@@ -369,7 +383,7 @@ class EndWord(Family):
         return {"word": rng.choice(WORDS)}
 
     def read(self, fields):
-        return {"word": fields["word"]}
+        return {"word": fields["word"]} if _names_data(fields["word"]) else None
 
     def answer(self, values):
         # The same word always gets the same sentence, so the answer is a function of the task.

@@ -50,6 +50,7 @@ def raw_prompt(instruction: str, input: str = "") -> str:
 @dataclass(frozen=True)
 class Recognized:
     family: Family
+    phrasing: Phrasing
     values: dict
 
 
@@ -106,7 +107,7 @@ def recognize(instruction: str, input: str = "") -> Recognized | None:
             fields.update(tail.groupdict())
         values = family.read(fields)
         if values is not None:
-            found.append(Recognized(family, values))
+            found.append(Recognized(family, phrasing, values))
     if len({r.family.name for r in found}) != 1:
         return None
     return found[0]
@@ -179,16 +180,18 @@ def held_out_tasks(n_per_family: int, seed: int = 0) -> list[WorldTask]:
     for name in sorted(FAMILIES):
         rng = random.Random(f"world-heldout-{seed}-{name}")
         seen: set[tuple[str, str]] = set()
-        misses = 0
+        misses_in_a_row = 0
         while len(seen) < n_per_family:
             task = sample_task(rng, name, split="heldout")
             key = (task.instruction, task.input)
             if key in seen:
-                misses += 1
-                if misses > 50 * n_per_family + 1000:
+                misses_in_a_row += 1
+                if misses_in_a_row >= 3000:
                     raise ValueError(f"held_out_tasks: family {name} has fewer than "
-                                     f"{n_per_family} distinct held-out tasks")
+                                     f"{n_per_family} distinct held-out tasks (found "
+                                     f"{len(seen)}); ask for fewer per family")
                 continue
+            misses_in_a_row = 0
             seen.add(key)
             tasks.append(task)
     return tasks
