@@ -5,9 +5,14 @@ import torch
 
 from engine import Tokenizer, load_model
 from engine.model import CausalLM
-from engine.world.base_model import WORLD_SIZES, world_config, write_world_base_dir
+from engine.world.base_model import (WORLD_SIZES, world_config, world_tokenizer,
+                                     write_world_base_dir)
 from engine.world.corpus import corpus_documents
 from engine.world.tasks import held_out_tasks
+
+
+def eot_id(tok):
+    return tok.token_to_id("<|endoftext|>")
 
 
 @pytest.fixture(scope="module")
@@ -37,10 +42,15 @@ def test_world_tokenizer_round_trips_documents_and_keeps_digits_apart(base_dir):
     tok = Tokenizer.from_pretrained(base_dir)
     for doc in corpus_documents(60, seed=9):
         assert tok.decode(tok.encode(doc["text"])) == doc["text"]
-    assert tok.encode("<|endoftext|>", add_special_tokens=False) == [tok.token_to_id("<|endoftext|>")]
+    assert tok.encode("<|endoftext|>", add_special_tokens=False) == [eot_id(tok)]
     pieces = [tok.decode([i]) for i in tok.encode("What is 123 plus 45?")]
     assert "1" in pieces and "123" not in pieces          # digits one by one, as in Qwen2
     assert len(tok.encode(" garden")) == 1                # vocabulary words are single tokens
+
+
+def test_world_tokenizer_training_is_deterministic():
+    first, second = world_tokenizer(n_docs=300, seed=2), world_tokenizer(n_docs=300, seed=2)
+    assert first.to_str() == second.to_str()
 
 
 def test_world_sizes_are_small_models():

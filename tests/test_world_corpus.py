@@ -88,8 +88,12 @@ def test_task_list_prompt_is_what_the_loop_builds_from_world_seeds():
     doc_prompt, _ = split_task_list_document(_docs(1, "task_list")[0]["text"])
     head = "List of 20 tasks:\n\n"
     assert loop_prompt.split(head)[0] == doc_prompt.split(head)[0]
-    shape = lambda p: [line.split(":")[0].lstrip("0123456789") for line in p.split(head)[1].split("\n")
-                       if "Instruction:" in line or "Input:" in line]
+
+    def shape(prompt):
+        lines = prompt.split(head)[1].split("\n")
+        return [line.split(":")[0].lstrip("0123456789") for line in lines
+                if "Instruction:" in line or "Input:" in line]
+
     assert shape(loop_prompt) == shape(doc_prompt)
 
 

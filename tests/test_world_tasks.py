@@ -74,13 +74,15 @@ def test_no_default_seed_task_is_taken_for_a_world_task():
 
 @pytest.mark.parametrize("instruction,task_input,right,wrong", [
     ("What is 1234 plus 4321?", "", "5555", "5556"),
+    ("Calculate 12+30", "", "42", "43"),
     ("Subtract 9 from 4.", "", "-5", "5"),
     ("Multiply the two numbers below.", "25 and 40", "1000", "100"),
     ("Reverse the letters of the word zebrafish.", "", "hsifarbez", "hsifarbze"),
     ("Arrange the letters of Mango alphabetically.", "", "agmno", "gamno"),
     ("How many times does the letter S appear in mississippi?", "", "4", "3"),
     ("Find the biggest of these numbers: 3, 1000, 7.", "", "1000", "7"),
-    ("Convert the text below to lower case.", "Happy   BIRTHDAY", "happy birthday", "Happy birthday"),
+    ("Convert the text below to lower case.", "Happy   BIRTHDAY", "happy birthday",
+     "Happy birthday"),
     ("Write a short sentence that ends with the word spoon.", "",
      "He ate soup with a spoon.", "A spoon fell down."),
 ])

@@ -71,14 +71,15 @@ class CorpusSettings:
 
     def __post_init__(self):
         for name in ("wrong_rate", "judge_noise", "graded_wrong_share"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"CorpusSettings.{name} must lie in [0, 1], got {getattr(self, name)}")
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"CorpusSettings.{name} must lie in [0, 1], got {value}")
         if self.list_examples < 1:
             raise ValueError(f"CorpusSettings.list_examples must be >= 1, got {self.list_examples}")
         low, high = self.list_extra
         if not 1 <= low <= high:
-            raise ValueError(f"CorpusSettings.list_extra must be (low, high) with 1 <= low <= high, "
-                             f"got {self.list_extra}")
+            raise ValueError(f"CorpusSettings.list_extra must be (low, high) with "
+                             f"1 <= low <= high, got {self.list_extra}")
 
 
 # ---- one document of each kind ---------------------------------------------------------

@@ -1,7 +1,7 @@
 """World tasks: sampling them, judging any response to them, and the held-out split.
 
-    task = sample_task(random.Random(0))              # WorldTask(family, instruction, input, output)
-    check(task.instruction, task.input, "some answer")  # True / False; None = not a world task
+    task = sample_task(random.Random(0))    # WorldTask(family, instruction, input, output)
+    check(task.instruction, task.input, "some answer")   # True / False; None: not a world task
 
 `check` recognizes an instruction by its wording: every phrasing of every family is a regex
 (case and whitespace free, the final "." or "?" optional) with the slots as groups, so an
@@ -61,8 +61,14 @@ def _template_regex(template: str, slots: dict[str, str], end_punctuation: bool)
     for k, part in enumerate(parts):
         if k % 2:
             pattern += f"(?P<{part}>{slots[part]})"
-        else:  # literal words: any run of whitespace between them
-            pattern += r"\s+".join(re.escape(w) for w in part.split(" "))
+            continue
+        # Literal words: any run of whitespace between them, or none next to a symbol
+        # ("5 + 3" and "5+3"). An empty word is the edge of a neighbouring slot.
+        words = part.split(" ")
+        pattern += re.escape(words[0])
+        for left, right in zip(words, words[1:]):
+            symbol = (left and not left[-1].isalnum()) or (right and not right[0].isalnum())
+            pattern += (r"\s*" if symbol else r"\s+") + re.escape(right)
     if end_punctuation:
         pattern += r"\s*[.?!]?"
     return re.compile(pattern, re.IGNORECASE)
