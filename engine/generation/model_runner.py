@@ -1,0 +1,169 @@
+"""Runs one scheduled step on the model: flat batch tensors in, sampled tokens and log-probs out.
+
+A step is one token stream (every sequence's new tokens back to back) with positions,
+cu_seqlens, the cache slot of each new token and, when any sequence already has K/V in the
+cache, block tables: varlen attention then reads keys from the paged cache. A step in which
+every sequence computes a single token is a decode step: paged decode attention, replayed
+from a CUDA graph on GPU. Logits are computed only for the rows that sample or whose
+log-probs were asked for.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+import torch
+
+from engine.attention import AttentionMetadata
+from engine.generation import sampler
+from engine.generation.cuda_graphs import DecodeGraphs
+from engine.generation.kv_cache import allocate_kv_cache
+from engine.generation.scheduler import ScheduledBatch
+
+
+@dataclass
+class StepOutput:
+    sampled: dict[int, int] = field(default_factory=dict)              # batch index -> token
+    prompt_logprobs: dict[int, list[float]] = field(default_factory=dict)
+    top_logprobs: dict[int, dict[int, float]] = field(default_factory=dict)
+
+
+@dataclass
+class _Rows:
+    """Which hidden rows need logits, and what for."""
+    sample: list[tuple[int, int]] = field(default_factory=list)        # (batch index, row)
+    logprob: list[tuple[int, int, int]] = field(default_factory=list)  # (batch index, row, target)
+    top: list[tuple[int, int]] = field(default_factory=list)           # (batch index, row)
+
+
+class ModelRunner:
+    def __init__(self, model, num_blocks: int, block_size: int, max_model_len: int,
+                 max_num_seqs: int, use_cuda_graphs: bool):
+        self.model = model
+        self.device = model.device
+        self.block_size = block_size
+        self.max_model_len = max_model_len
+        self.max_blocks_per_seq = -(-max_model_len // block_size)
+        self.logits_chunk = max(1, max_num_seqs)
+        self.kv_cache, self.kv_caches = allocate_kv_cache(model.config, num_blocks, block_size,
+                                                          model.dtype, self.device)
+        self.graphs: DecodeGraphs | None = None
+        if use_cuda_graphs and self.device.type == "cuda":
+            self._capture_graphs(max_num_seqs)
+
+    def _capture_graphs(self, max_num_seqs: int) -> None:
+        try:
+            graphs = DecodeGraphs(self.model, self.kv_caches, max_num_seqs, self.max_blocks_per_seq)
+            graphs.capture()
+            self.graphs = graphs
+        except Exception as e:   # a kernel that syncs or allocates cannot be captured: run eager
+            warnings.warn(f"CUDA graph capture failed, decoding eagerly: {type(e).__name__}: {e}")
+            self.graphs = None
+            torch.cuda.synchronize()
+
+    def close(self) -> None:
+        self.graphs = None
+        self.kv_cache = self.kv_caches = None
+
+    # --- batch preparation ----------------------------------------------------------------
+    def _slots(self, block_table: list[int], start: int, end: int) -> list[int]:
+        bs, out = self.block_size, []
+        for b in range(start // bs, -(-end // bs)):
+            lo, hi = max(start, b * bs), min(end, (b + 1) * bs)
+            base = block_table[b] * bs - b * bs
+            out.extend(range(base + lo, base + hi))
+        return out
+
+    def _block_tables(self, batch: ScheduledBatch) -> torch.Tensor:
+        width = max(len(s.block_table) for s in batch.seqs)
+        rows = [s.block_table + [0] * (width - len(s.block_table)) for s in batch.seqs]
+        return torch.tensor(rows, dtype=torch.int32, device=self.device)
+
+    def prepare(self, batch: ScheduledBatch) -> tuple[torch.Tensor, torch.Tensor, AttentionMetadata, _Rows]:
+        ids, positions, slots, cu_q, cu_k = [], [], [], [0], [0]
+        rows = _Rows()
+        for i, (seq, k) in enumerate(zip(batch.seqs, batch.num_new_tokens)):
+            start, end = seq.num_computed_tokens, seq.num_computed_tokens + k
+            ids.extend(seq.token_ids[start:end])
+            positions.extend(range(start, end))
+            slots.extend(self._slots(seq.block_table, start, end))
+            first_row = cu_q[-1]
+            cu_q.append(first_row + k)
+            cu_k.append(cu_k[-1] + end)
+            if end == seq.num_tokens:
+                if seq.samples:
+                    rows.sample.append((i, first_row + k - 1))
+                if seq.top_logprobs:
+                    rows.top.append((i, first_row + k - 1))
+            if seq.logprob_start is not None:
+                lo = max(start, seq.logprob_start + len(seq.prompt_logprobs))
+                for p in range(lo, min(end, seq.num_tokens - 1)):
+                    rows.logprob.append((i, first_row + p - start, seq.token_ids[p + 1]))
+        dev = self.device
+        as_long = lambda x: torch.tensor(x, dtype=torch.long, device=dev)   # noqa: E731
+        as_int = lambda x: torch.tensor(x, dtype=torch.int32, device=dev)   # noqa: E731
+        meta = AttentionMetadata(cu_seqlens_q=as_int(cu_q), max_seqlen_q=max(batch.num_new_tokens),
+                                 kv_caches=self.kv_caches, slot_mapping=as_long(slots))
+        if batch.is_decode:
+            meta.is_decode = True
+            meta.context_lens = as_int([s.num_computed_tokens + 1 for s in batch.seqs])
+            meta.block_tables = self._block_tables(batch)
+            meta.max_seqlen_k = max(s.num_computed_tokens + 1 for s in batch.seqs)
+        elif any(s.num_computed_tokens for s in batch.seqs):   # some keys come from the cache
+            meta.cu_seqlens_k = as_int(cu_k)
+            meta.max_seqlen_k = max(b - a for a, b in zip(cu_k, cu_k[1:]))
+            meta.block_tables = self._block_tables(batch)
+        else:
+            meta.max_seqlen_k = meta.max_seqlen_q
+        return as_long(ids), as_long(positions), meta, rows
+
+    # --- the step -------------------------------------------------------------------------
+    @torch.no_grad()
+    def forward(self, input_ids: torch.Tensor, positions: torch.Tensor,
+                meta: AttentionMetadata) -> torch.Tensor:
+        """-> final hidden states [N, hidden] for the step's N tokens."""
+        n = input_ids.shape[0]
+        if meta.is_decode and self.graphs is not None and n <= self.graphs.max_bs:
+            return self.graphs.run(input_ids, positions, meta.slot_mapping, meta.context_lens,
+                                   meta.block_tables)
+        return self.model.forward_packed(input_ids, positions, meta)
+
+    @torch.no_grad()
+    def execute(self, batch: ScheduledBatch) -> StepOutput:
+        input_ids, positions, meta, rows = self.prepare(batch)
+        hidden = self.forward(input_ids, positions, meta)
+        out = StepOutput()
+        if rows.sample:
+            self._sample(batch, hidden, rows.sample, out)
+        if rows.logprob:
+            self._prompt_logprobs(hidden, rows.logprob, out)
+        for i, row in rows.top:
+            values, ids = sampler.top_logprobs(self.model.compute_logits(hidden[row:row + 1]),
+                                               batch.seqs[i].top_logprobs)
+            out.top_logprobs[i] = dict(zip(ids[0].tolist(), values[0].tolist()))
+        return out
+
+    def _sample(self, batch: ScheduledBatch, hidden: torch.Tensor, picks: list[tuple[int, int]],
+                out: StepOutput) -> None:
+        index = torch.tensor([r for _, r in picks], device=self.device)
+        logits = self.model.compute_logits(hidden[index])
+        seqs = [batch.seqs[i] for i, _ in picks]
+        tokens = sampler.sample(logits,
+                                [s.params.temperature for s in seqs],
+                                [s.params.top_k for s in seqs],
+                                [s.params.top_p for s in seqs],
+                                [s.seed for s in seqs],
+                                [s.num_completion_tokens for s in seqs])
+        for (i, _), t in zip(picks, tokens.tolist()):
+            out.sampled[i] = t
+
+    def _prompt_logprobs(self, hidden: torch.Tensor, picks: list[tuple[int, int, int]],
+                         out: StepOutput) -> None:
+        # in chunks: [rows, vocab] fp32 logits for a whole prefill would not fit
+        for c in range(0, len(picks), self.logits_chunk):
+            part = picks[c:c + self.logits_chunk]
+            index = torch.tensor([r for _, r, _ in part], device=self.device)
+            targets = torch.tensor([t for _, _, t in part], device=self.device)
+            lp = sampler.token_logprobs(self.model.compute_logits(hidden[index]), targets).tolist()
+            for (i, _, _), value in zip(part, lp):
+                out.prompt_logprobs.setdefault(i, []).append(value)
