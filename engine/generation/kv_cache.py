@@ -47,12 +47,13 @@ def warmup_forward(model, num_tokens: int, max_len: int, num_logit_rows: int) ->
 def cuda_num_blocks(model, block_bytes: int, gpu_memory_utilization: float, num_tokens: int,
                     max_len: int, num_logit_rows: int) -> int:
     """Blocks that fit in what the warmup leaves of the utilization budget."""
+    device = model.device
     torch.cuda.empty_cache()
-    torch.cuda.reset_peak_memory_stats()
+    torch.cuda.reset_peak_memory_stats(device)
     warmup_forward(model, num_tokens, max_len, num_logit_rows)
-    torch.cuda.synchronize()
-    free, total = torch.cuda.mem_get_info()
-    stats = torch.cuda.memory_stats()
+    torch.cuda.synchronize(device)
+    free, total = torch.cuda.mem_get_info(device)
+    stats = torch.cuda.memory_stats(device)
     activation_peak = stats["allocated_bytes.all.peak"] - stats["allocated_bytes.all.current"]
     budget = total * gpu_memory_utilization - (total - free) - activation_peak
     return int(budget // block_bytes)

@@ -12,8 +12,10 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
+from engine import ops
 from engine.attention import AttentionMetadata
 from engine.generation import sampler
 from engine.generation.cuda_graphs import DecodeGraphs
@@ -48,7 +50,8 @@ class ModelRunner:
         self.kv_cache, self.kv_caches = allocate_kv_cache(model.config, num_blocks, block_size,
                                                           model.dtype, self.device)
         self.graphs: DecodeGraphs | None = None
-        if use_cuda_graphs and self.device.type == "cuda":
+        # the torch reference ops sync with the host (.tolist()), which a graph cannot capture
+        if use_cuda_graphs and self.device.type == "cuda" and ops.backend() == "triton":
             self._capture_graphs(max_num_seqs)
 
     def _capture_graphs(self, max_num_seqs: int) -> None:
@@ -76,46 +79,67 @@ class ModelRunner:
 
     def _block_tables(self, batch: ScheduledBatch) -> torch.Tensor:
         width = max(len(s.block_table) for s in batch.seqs)
-        rows = [s.block_table + [0] * (width - len(s.block_table)) for s in batch.seqs]
-        return torch.tensor(rows, dtype=torch.int32, device=self.device)
+        table = np.zeros((len(batch.seqs), width), dtype=np.int32)   # pad with block 0
+        for i, seq in enumerate(batch.seqs):
+            row = seq.block_table_array()
+            table[i, :len(row)] = row
+        return torch.from_numpy(table).to(self.device)
 
     def prepare(self, batch: ScheduledBatch) -> tuple[torch.Tensor, torch.Tensor, AttentionMetadata, _Rows]:
+        """Flat step tensors: input ids [N], positions [N], attention metadata, logit rows."""
+        if batch.is_decode:
+            return self._prepare_decode(batch)
         ids, positions, slots, cu_q, cu_k = [], [], [], [0], [0]
-        rows = _Rows()
-        for i, (seq, k) in enumerate(zip(batch.seqs, batch.num_new_tokens)):
+        for seq, k in zip(batch.seqs, batch.num_new_tokens):
             start, end = seq.num_computed_tokens, seq.num_computed_tokens + k
             ids.extend(seq.token_ids[start:end])
             positions.extend(range(start, end))
             slots.extend(self._slots(seq.block_table, start, end))
-            first_row = cu_q[-1]
-            cu_q.append(first_row + k)
+            cu_q.append(cu_q[-1] + k)
             cu_k.append(cu_k[-1] + end)
-            if end == seq.num_tokens:
-                if seq.samples:
-                    rows.sample.append((i, first_row + k - 1))
-                if seq.top_logprobs:
-                    rows.top.append((i, first_row + k - 1))
-            if seq.logprob_start is not None:
-                lo = max(start, seq.logprob_start + len(seq.prompt_logprobs))
-                for p in range(lo, min(end, seq.num_tokens - 1)):
-                    rows.logprob.append((i, first_row + p - start, seq.token_ids[p + 1]))
-        dev = self.device
-        as_long = lambda x: torch.tensor(x, dtype=torch.long, device=dev)   # noqa: E731
-        as_int = lambda x: torch.tensor(x, dtype=torch.int32, device=dev)   # noqa: E731
-        meta = AttentionMetadata(cu_seqlens_q=as_int(cu_q), max_seqlen_q=max(batch.num_new_tokens),
-                                 kv_caches=self.kv_caches, slot_mapping=as_long(slots))
-        if batch.is_decode:
-            meta.is_decode = True
-            meta.context_lens = as_int([s.num_computed_tokens + 1 for s in batch.seqs])
-            meta.block_tables = self._block_tables(batch)
-            meta.max_seqlen_k = max(s.num_computed_tokens + 1 for s in batch.seqs)
-        elif any(s.num_computed_tokens for s in batch.seqs):   # some keys come from the cache
-            meta.cu_seqlens_k = as_int(cu_k)
+        meta = AttentionMetadata(cu_seqlens_q=self._int32(cu_q), max_seqlen_q=max(batch.num_new_tokens),
+                                 kv_caches=self.kv_caches, slot_mapping=self._int64(slots))
+        if any(s.num_computed_tokens for s in batch.seqs):   # some keys come from the cache
+            meta.cu_seqlens_k = self._int32(cu_k)
             meta.max_seqlen_k = max(b - a for a, b in zip(cu_k, cu_k[1:]))
             meta.block_tables = self._block_tables(batch)
         else:
             meta.max_seqlen_k = meta.max_seqlen_q
-        return as_long(ids), as_long(positions), meta, rows
+        return self._int64(ids), self._int64(positions), meta, self._logit_rows(batch, cu_q)
+
+    def _prepare_decode(self, batch: ScheduledBatch):
+        bs = self.block_size
+        positions = [s.num_computed_tokens for s in batch.seqs]
+        ids = [s.token_ids[p] for s, p in zip(batch.seqs, positions)]
+        slots = [s.block_table[p // bs] * bs + p % bs for s, p in zip(batch.seqs, positions)]
+        context = [p + 1 for p in positions]
+        meta = AttentionMetadata(cu_seqlens_q=self._int32(list(range(len(ids) + 1))), max_seqlen_q=1,
+                                 max_seqlen_k=max(context), kv_caches=self.kv_caches,
+                                 slot_mapping=self._int64(slots), block_tables=self._block_tables(batch),
+                                 context_lens=self._int32(context), is_decode=True)
+        return self._int64(ids), self._int64(positions), meta, self._logit_rows(batch, range(len(ids) + 1))
+
+    @staticmethod
+    def _logit_rows(batch: ScheduledBatch, cu_q) -> _Rows:
+        rows = _Rows()
+        for i, (seq, k) in enumerate(zip(batch.seqs, batch.num_new_tokens)):
+            start, end, last_row = seq.num_computed_tokens, seq.num_computed_tokens + k, cu_q[i + 1] - 1
+            if end == seq.num_tokens:
+                if seq.samples:
+                    rows.sample.append((i, last_row))
+                if seq.top_logprobs:
+                    rows.top.append((i, last_row))
+            if seq.logprob_start is not None:
+                lo = max(start, seq.logprob_start + len(seq.prompt_logprobs))
+                for p in range(lo, min(end, seq.num_tokens - 1)):
+                    rows.logprob.append((i, cu_q[i] + p - start, seq.token_ids[p + 1]))
+        return rows
+
+    def _int64(self, values: list[int]) -> torch.Tensor:
+        return torch.tensor(values, dtype=torch.int64, device=self.device)
+
+    def _int32(self, values: list[int]) -> torch.Tensor:
+        return torch.tensor(values, dtype=torch.int32, device=self.device)
 
     # --- the step -------------------------------------------------------------------------
     @torch.no_grad()

@@ -4,6 +4,8 @@ from __future__ import annotations
 import itertools
 from enum import Enum, auto
 
+import numpy as np
+
 from engine.generation.sampling_params import SamplingParams
 
 
@@ -52,6 +54,7 @@ class Sequence:
         self.num_computed_tokens = 0
         self.num_cached_tokens = 0                # prefix-cache hits at the last admission
         self.block_table: list[int] = []
+        self._block_array: tuple[list[int], int, np.ndarray] | None = None   # cached int32 copy
         self.block_hashes: list[int] = []         # prefix hashes of full blocks, filled lazily
         self.num_committed_blocks = 0             # full computed blocks registered in the cache
         self.pending_blocks = range(0)            # block indices announced as being computed
@@ -85,6 +88,14 @@ class Sequence:
     def samples(self) -> bool:
         """Whether finishing its uncomputed tokens yields a token to sample."""
         return self.max_tokens > 0
+
+    def block_table_array(self) -> np.ndarray:
+        """block_table as int32 numpy, re-converted only when the table grew or was replaced."""
+        cached = self._block_array
+        if cached is None or cached[0] is not self.block_table or cached[1] != len(self.block_table):
+            arr = np.asarray(self.block_table, dtype=np.int32)
+            self._block_array = cached = (self.block_table, len(self.block_table), arr)
+        return cached[2]
 
     def block_tokens(self, i: int, block_size: int) -> tuple[int, ...]:
         return tuple(self.token_ids[i * block_size:(i + 1) * block_size])
