@@ -59,7 +59,10 @@ def build_models(shape: dict, device: torch.device, dtype: torch.dtype, with_hf:
                                                 if k not in ("model_type", "torch_dtype")})
             torch.manual_seed(0)
             with torch.device(device):
-                hf = transformers.AutoModelForCausalLM.from_config(hf_cfg, dtype=dtype)
+                try:
+                    hf = transformers.AutoModelForCausalLM.from_config(hf_cfg, dtype=dtype)
+                except TypeError:     # transformers < 4.56 names it torch_dtype
+                    hf = transformers.AutoModelForCausalLM.from_config(hf_cfg, torch_dtype=dtype)
             hf.eval()
         except Exception as e:  # noqa: BLE001 - the baseline is optional
             print(f"transformers baseline unavailable: {type(e).__name__}: {e}")
@@ -68,7 +71,11 @@ def build_models(shape: dict, device: torch.device, dtype: torch.dtype, with_hf:
     with torch.device("meta"):
         model = CausalLM(cfg)
     if hf is not None:
-        state = {k: v for k, v in hf.state_dict().items() if k in model.state_dict()}
+        ours = model.state_dict()
+        state = {k: v for k, v in hf.state_dict().items() if k in ours}
+        missing = set(ours) - set(state) - ({"lm_head.weight"} if cfg.tie_word_embeddings else set())
+        if missing:
+            raise RuntimeError(f"transformers model lacks {sorted(missing)[:5]}")
     else:
         g = torch.Generator().manual_seed(0)
         state = {k: (torch.randn(v.shape, generator=g) * 0.02).to(device, dtype)
@@ -283,10 +290,12 @@ def main(argv: list[str] | None = None) -> dict:
     llm.generate(prompts[:4], warm, use_tqdm=False)
     params = [SamplingParams(temperature=0.6, max_tokens=n, ignore_eos=True, seed=i)
               for i, n in enumerate(out_lens)]
+    llm.update_weights()          # clears the prefix cache: no run reuses another's prompts
     results["throughput"] = run_engine(llm, prompts, params)
     print(f"throughput: {results['throughput']['output_tokens_per_s']:.0f} output tok/s "
           f"({results['throughput']['output_tokens']} tokens in {results['throughput']['seconds']:.1f} s)")
     greedy = SamplingParams(temperature=0.0, max_tokens=hf_out, ignore_eos=True)
+    llm.update_weights()
     results["vs_hf"] = {"output_len": hf_out, "sheep": run_engine(llm, prompts, greedy)}
     results["decode_b1"] = decode_batch1(llm, *b1)
     d = results["decode_b1"]

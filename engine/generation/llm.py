@@ -65,7 +65,6 @@ class LLM:
                                 kv_cache_bytes, gpu_memory_utilization, enable_prefix_caching,
                                 enforce_eager, truncate_prompts, data_parallel, seed)
         self.model, self.tokenizer = _resolve_model(model, tokenizer, dtype, device)
-        self.model.eval()
         mcfg = self.model.config
         eos = set(mcfg.eos_token_id) | set(self.tokenizer.eos_token_ids if self.tokenizer else [])
         self.eos_token_ids = frozenset(eos)
@@ -105,6 +104,8 @@ class LLM:
         """Complete every prompt (text or token ids); results in input order, n per request."""
         prompts = _as_list(prompts, "prompts")
         params = _broadcast_params(sampling_params, len(prompts))
+        if self.tokenizer is None and any(sp.stop for sp in params):
+            raise ValueError("stop strings need a tokenizer; this LLM has none (use stop_token_ids)")
         ids = [self._prepare_prompt(i, p, self.max_model_len - 1) for i, p in enumerate(prompts)]
         call = self._next_call()
         rank, world = self._rank_world()

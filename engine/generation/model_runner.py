@@ -161,10 +161,8 @@ class ModelRunner:
             self._sample(batch, hidden, rows.sample, out)
         if rows.logprob:
             self._prompt_logprobs(hidden, rows.logprob, out)
-        for i, row in rows.top:
-            values, ids = sampler.top_logprobs(self.model.compute_logits(hidden[row:row + 1]),
-                                               batch.seqs[i].top_logprobs)
-            out.top_logprobs[i] = dict(zip(ids[0].tolist(), values[0].tolist()))
+        if rows.top:
+            self._top_logprobs(batch, hidden, rows.top, out)
         return out
 
     def _sample(self, batch: ScheduledBatch, hidden: torch.Tensor, picks: list[tuple[int, int]],
@@ -180,6 +178,17 @@ class ModelRunner:
                                 [s.num_completion_tokens for s in seqs])
         for (i, _), t in zip(picks, tokens.tolist()):
             out.sampled[i] = t
+
+    def _top_logprobs(self, batch: ScheduledBatch, hidden: torch.Tensor, picks: list[tuple[int, int]],
+                      out: StepOutput) -> None:
+        k = max(batch.seqs[i].top_logprobs for i, _ in picks)
+        for c in range(0, len(picks), self.logits_chunk):
+            part = picks[c:c + self.logits_chunk]
+            index = torch.tensor([r for _, r in part], device=self.device)
+            values, ids = sampler.top_logprobs(self.model.compute_logits(hidden[index]), k)
+            for (i, _), v, t in zip(part, values.tolist(), ids.tolist()):
+                n = batch.seqs[i].top_logprobs
+                out.top_logprobs[i] = dict(zip(t[:n], v[:n]))
 
     def _prompt_logprobs(self, hidden: torch.Tensor, picks: list[tuple[int, int, int]],
                          out: StepOutput) -> None:
