@@ -1,0 +1,119 @@
+"""The sampler on fixed logits: the right distribution, per-row seeds, greedy, the Triton race."""
+import pytest
+import torch
+
+from engine.generation import sampler
+
+VOCAB = 40
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _logits() -> torch.Tensor:
+    return torch.randn(VOCAB, generator=torch.Generator().manual_seed(0)) * 2
+
+
+def _reference_probs(logits: torch.Tensor, temperature: float, top_k: int, top_p: float) -> torch.Tensor:
+    """transformers' warpers (temperature -> top-k -> top-p), then softmax."""
+    from transformers.generation.logits_process import (TemperatureLogitsWarper, TopKLogitsWarper,
+                                                        TopPLogitsWarper)
+    x = logits[None].clone()
+    x = TemperatureLogitsWarper(temperature)(None, x)
+    if top_k > 0:
+        x = TopKLogitsWarper(top_k)(None, x)
+    if top_p < 1.0:
+        x = TopPLogitsWarper(top_p)(None, x)
+    return x.softmax(-1)[0]
+
+
+def _draw(logits, n, temperature, top_k, top_p, seed0=0, step=0) -> torch.Tensor:
+    batch = logits[None].expand(n, -1)
+    return sampler.sample(batch, [temperature] * n, [top_k] * n, [top_p] * n,
+                          list(range(seed0, seed0 + n)), [step] * n)
+
+
+@pytest.mark.parametrize("temperature,top_k,top_p", [(1.0, -1, 1.0), (0.7, -1, 0.8), (1.3, 10, 1.0),
+                                                     (1.0, 12, 0.9)])
+def test_draws_follow_the_filtered_distribution(temperature, top_k, top_p):
+    logits = _logits()
+    want = _reference_probs(logits, temperature, top_k, top_p)
+    n = 40_000
+    counts = torch.bincount(_draw(logits, n, temperature, top_k, top_p), minlength=VOCAB).double()
+    got = counts / n
+    assert counts[want == 0].sum() == 0, "sampled a token the filters remove"
+    # total variation: E[TV] ~ 0.5 * sum sqrt(2 p (1 - p) / (pi n)) <= 0.01 here
+    assert 0.5 * (got - want).abs().sum().item() < 0.02
+    # and a chi-square test over the kept tokens (df <= 39: the 1e-4 quantile is below 90)
+    kept = want > 0
+    chi2 = ((counts[kept] - n * want[kept]) ** 2 / (n * want[kept])).sum().item()
+    assert chi2 < 90
+
+
+def test_thresholds_keep_the_same_tokens_as_transformers():
+    g = torch.Generator().manual_seed(1)
+    logits = torch.randn(6, VOCAB, generator=g) * 3
+    top_k = torch.tensor([-1, 5, 1, 40, 12, -1])
+    top_p = torch.tensor([0.5, 1.0, 1.0, 0.3, 0.9, 0.999])
+    thresholds = sampler.filter_thresholds(logits, top_k, top_p)
+    for r in range(6):
+        want = _reference_probs(logits[r], 1.0, int(top_k[r]), float(top_p[r])) > 0
+        assert torch.equal(logits[r] >= thresholds[r], want)
+
+
+def test_seeded_rows_do_not_depend_on_the_rest_of_the_batch():
+    g = torch.Generator().manual_seed(2)
+    logits = torch.randn(8, VOCAB, generator=g)
+    temps, ks, ps = [1.0, 0.5, 0.0, 1.0, 2.0, 1.0, 0.8, 1.0], [-1, 5, -1, -1, 3, -1, -1, 7], [1.0] * 4 + [0.7] * 4
+    seeds, steps = [11, 12, 13, 14, 15, 16, 17, 18], [0, 3, 1, 9, 2, 2, 5, 0]
+    full = sampler.sample(logits, temps, ks, ps, seeds, steps)
+    for r in range(8):
+        alone = sampler.sample(logits[r:r + 1], temps[r:r + 1], ks[r:r + 1], ps[r:r + 1],
+                               seeds[r:r + 1], steps[r:r + 1])
+        assert alone.item() == full[r].item()
+    # a different seed or step gives (almost surely somewhere) different draws
+    other = sampler.sample(logits, temps, ks, ps, [s + 100 for s in seeds], steps)
+    assert not torch.equal(other, full)
+
+
+def test_greedy_rows_take_the_first_argmax():
+    logits = torch.zeros(2, VOCAB)
+    logits[0, 7] = logits[0, 9] = 5.0
+    logits[1, 3] = 1.0
+    out = sampler.sample(logits, [0.0, 0.0], [-1, -1], [1.0, 1.0], [0, 1], [0, 0])
+    assert out.tolist() == [7, 3]
+
+
+def test_noise_is_uniform_enough():
+    keys = torch.tensor(sampler.row_keys([5], [0]))
+    u = sampler.gumbel_noise(keys, torch.arange(200_000))
+    # Gumbel(0, 1): mean = Euler's gamma, variance = pi^2 / 6
+    assert u.isfinite().all()
+    assert abs(u.mean().item() - 0.5772) < 0.01
+    assert abs(u.var().item() - 1.6449) < 0.03
+
+
+def test_triton_race_matches_reference():
+    pytest.importorskip("triton")
+    g = torch.Generator().manual_seed(3)
+    logits = torch.randn(5, 1500, generator=g) * 3
+    inv_temp = torch.tensor([1.0, 2.0, 0.5, 1.0, 1.3])
+    thresholds = torch.tensor([float("-inf"), 1.0, float("-inf"), 4.0, 0.0])
+    keys = torch.tensor(sampler.row_keys([1, 2, 3, 4, 5], [0, 7, 2, 1, 0]))
+    want = sampler.gumbel_argmax_reference(logits, inv_temp, thresholds, keys)
+    got = sampler.gumbel_argmax(logits, inv_temp, thresholds, keys, backend="triton")
+    assert got.tolist() == want.tolist()
+
+
+def test_token_and_top_logprobs():
+    logits = torch.randn(3, VOCAB, generator=torch.Generator().manual_seed(4))
+    ref = logits.log_softmax(-1)
+    targets = torch.tensor([0, 5, 39])
+    assert torch.allclose(sampler.token_logprobs(logits, targets), ref[torch.arange(3), targets])
+    values, ids = sampler.top_logprobs(logits, 4)
+    assert torch.allclose(values, ref.topk(4).values) and torch.equal(ids, ref.topk(4).indices)
