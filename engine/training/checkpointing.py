@@ -32,6 +32,9 @@ from engine.training.parallel import DistContext
 
 _STEP_DIR = re.compile(r"^step_(\d+)$")
 _OPTIONS = StateDictOptions(ignore_frozen_params=True)
+# frozen (LoRA base) tensors are not in the checkpoint; dcp.load still fails on any missing
+# trainable tensor, so setting the loaded dict without strict checking hides nothing
+_LOAD_OPTIONS = StateDictOptions(ignore_frozen_params=True, strict=False)
 
 
 def save_checkpoint(root: Path, step: int, model: nn.Module, optimizer: torch.optim.Optimizer,
@@ -42,7 +45,7 @@ def save_checkpoint(root: Path, step: int, model: nn.Module, optimizer: torch.op
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
     ctx.barrier()
-    state = {"model": get_model_state_dict(model, options=_OPTIONS),
+    state = {"model": _trainable_state(model),
              "optim": get_optimizer_state_dict(model, optimizer, options=_OPTIONS)}
     dcp.save(state, checkpoint_id=str(tmp))
     rng = {"cpu": torch.get_rng_state()}
@@ -61,6 +64,14 @@ def save_checkpoint(root: Path, step: int, model: nn.Module, optimizer: torch.op
     return final
 
 
+def _trainable_state(model: nn.Module) -> dict:
+    """Sharded model state without frozen tensors; ignore_frozen_params alone keeps a frozen
+    tied lm_head.weight, whose name is an alias of the embedding."""
+    state = get_model_state_dict(model, options=_OPTIONS)
+    frozen = {n for n, p in model.named_parameters(remove_duplicate=False) if not p.requires_grad}
+    return {k: v for k, v in state.items() if k not in frozen}
+
+
 def list_checkpoints(root: Path) -> list[Path]:
     """Complete checkpoints under root, oldest first."""
     if not root.is_dir():
@@ -74,11 +85,11 @@ def load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimiz
                     ctx: DistContext) -> dict:
     """Restore model, optimizer and this rank's RNG from `path` (all ranks); returns the
     trainer state saved with it."""
-    state = {"model": get_model_state_dict(model, options=_OPTIONS),
+    state = {"model": _trainable_state(model),
              "optim": get_optimizer_state_dict(model, optimizer, options=_OPTIONS)}
     dcp.load(state, checkpoint_id=str(path))
-    set_model_state_dict(model, state["model"], options=_OPTIONS)
-    set_optimizer_state_dict(model, optimizer, state["optim"], options=_OPTIONS)
+    set_model_state_dict(model, state["model"], options=_LOAD_OPTIONS)
+    set_optimizer_state_dict(model, optimizer, state["optim"], options=_LOAD_OPTIONS)
     rng_file = path / f"rng_rank{ctx.rank}.pt"
     if rng_file.is_file():     # absent when resuming on more ranks than wrote the checkpoint
         rng = torch.load(rng_file, weights_only=True)

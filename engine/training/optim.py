@@ -30,7 +30,9 @@ def build_optimizer(model: nn.Module, lr: float, weight_decay: float, betas: tup
     if not groups:
         raise ValueError("the model has no trainable parameters")
     fused = device.type == "cuda"
-    return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps, fused=fused or None)
+    # foreach on CPU too: per-tensor Adam pays the DTensor dispatch cost once per op and tensor
+    return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps, fused=fused or None,
+                             foreach=None if fused else True)
 
 
 @dataclass
@@ -62,7 +64,7 @@ def clip_grad_norm(model: nn.Module, max_norm: float) -> float:
     same on every rank). max_norm = 0 only measures."""
     params = [p for p in model.parameters() if p.grad is not None]
     norm = torch.nn.utils.clip_grad_norm_(params, max_norm if max_norm > 0 else float("inf"),
-                                          foreach=None)
+                                          foreach=True)
     if hasattr(norm, "full_tensor"):       # DTensor: the reduction over shards happens here
         norm = norm.full_tensor()
     return float(norm)

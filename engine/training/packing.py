@@ -69,15 +69,15 @@ def to_training_samples(samples: list[TokenizedSample], seq_len: int,
     for s in samples:
         inputs = s.tokens[:-1]
         labels = [t if keep else IGNORE_INDEX for t, keep in zip(s.tokens[1:], s.is_target[1:])]
-        if len(inputs) > seq_len:
-            if overlong == "drop":
-                stats.dropped += 1
-                continue
-            inputs, labels = inputs[:seq_len], labels[:seq_len]
-            stats.truncated += 1
+        cut = len(inputs) > seq_len
+        if cut and overlong == "drop":
+            stats.dropped += 1
+            continue
+        inputs, labels = inputs[:seq_len], labels[:seq_len]
         if all(label == IGNORE_INDEX for label in labels):
             stats.dropped += 1
             continue
+        stats.truncated += cut
         out.append(TrainingSample(inputs, labels, s.where))
     return out, stats
 
