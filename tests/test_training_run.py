@@ -178,3 +178,16 @@ def test_cli_reports_unknown_settings_and_bad_lines(files, capsys):
     bad.write_text(data.read_text().splitlines()[0] + '\n{"instruction": "x", "output": 5}\n')
     assert cli_main(["--model", str(model_dir), "--data", str(bad), "--output", str(root / "cli")]) == 2
     assert f"{bad}:2: 'output' must be a string" in capsys.readouterr().err
+
+
+def test_train_inside_a_process_group_the_caller_started_leaves_it_open(reference, files, tmp_path):
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", store=dist.FileStore(str(tmp_path / "store"), 1), rank=0, world_size=1)
+    try:
+        result = train(_cfg(files, "in_group", "grad_accum=2", "max_steps=2", "export=false"))
+        assert dist.is_initialized()
+    finally:
+        dist.destroy_process_group()
+    # a shorter plan changes no learning rate before step 2 (warmup), so the losses agree
+    assert result.losses == reference.losses[:2] and result.model_dir is None
