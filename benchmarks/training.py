@@ -3,6 +3,7 @@
     python benchmarks/training.py                 # Qwen2.5-0.5B and 1.5B shapes (GPU)
     python benchmarks/training.py --quick         # 0.5B only, fewer steps
     python benchmarks/training.py --profile       # also a torch.profiler trace of the engine
+                                                  # (benchmarks/traces/) and its top kernels
     python benchmarks/training.py                 # on a CPU: a tiny smoke run in seconds
 
 Both sides train a random model of the given shape on the same random-text samples, in the
@@ -259,6 +260,9 @@ def main(argv=None) -> None:
     device = torch.device("cuda" if gpu else "cpu")
     results_dir = REPO / "benchmarks" / "results"
     results_dir.mkdir(parents=True, exist_ok=True)
+    traces_dir = REPO / "benchmarks" / "traces"
+    if args.profile:
+        traces_dir.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="sheep-train-bench-"))
     env = environment()
     print(f"{env['device']}  torch {env['torch']}  ops={backend}  seq_len={args.seq_len}  "
@@ -275,7 +279,7 @@ def main(argv=None) -> None:
             cfg = write_random_model(SHAPES[name], model_dir, tiny, device)
             print(f"\n{name}: wrote random checkpoint in {time.perf_counter() - t0:.1f}s")
             engine = run_engine(model_dir, data, work / f"run-{name}", cfg, args,
-                                results_dir if args.profile else None)
+                                traces_dir if args.profile else None)
             gc.collect()
             if gpu:
                 torch.cuda.empty_cache()

@@ -40,13 +40,13 @@ def main(argv: list[str] | None = None) -> int:
     from engine.config import ConfigError as ModelConfigError
     from engine.tokenizer import TokenizerError
     from engine.training.data import DataError
-    from engine.training.trainer import TrainingDiverged, train
+    from engine.training.trainer import ResumeError, TrainingDiverged, train
 
     try:
         cfg = parse_args(argv)
         result = train(cfg)
     except (ConfigError, ModelConfigError, CheckpointError, TokenizerError, DataError,
-            TrainingDiverged) as e:
+            ResumeError, TrainingDiverged) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if int(os.environ.get("RANK", 0)) == 0:

@@ -63,7 +63,7 @@ def _dcp_model(step_dir: Path, tmp: Path) -> dict[str, torch.Tensor]:
 @pytest.fixture(scope="module")
 def reference(files):
     """The uninterrupted single-process run the other runs are compared with."""
-    return train(_cfg(files, "reference", "grad_accum=2", "checkpoint_every=6"))
+    return train(_cfg(files, "reference", "grad_accum=2", "checkpoint_every=6", "keep_checkpoints=1"))
 
 
 def test_loss_falls_and_export_matches_transformers_and_final_checkpoint(reference, files, tmp_path):
@@ -80,7 +80,9 @@ def test_loss_falls_and_export_matches_transformers_and_final_checkpoint(referen
     assert Tokenizer.from_pretrained(export).encode("The word is apple.") == \
         Tokenizer.from_pretrained(files[0]).encode("The word is apple.")
     # the export is the trained model: bit-equal to the model tensors of the last checkpoint
-    saved = _dcp_model(Path(reference.output_dir) / "checkpoints" / "step_12", tmp_path)
+    ckpts = Path(reference.output_dir) / "checkpoints"
+    assert sorted(p.name for p in ckpts.iterdir()) == ["step_12"]       # keep_checkpoints=1
+    saved = _dcp_model(ckpts / "step_12", tmp_path)
     exported = load_file(export / "model.safetensors")
     assert set(exported) == {k.removeprefix("lm.") for k in saved} - {"lm_head.weight"}  # tied
     for name, t in exported.items():
@@ -123,9 +125,12 @@ def test_resume_after_interruption_reproduces_the_loss_curve(reference, files):
     first = train(_cfg(files, "resumed", "grad_accum=2", "stop_at_step=5"))
     assert first.stopped_early and first.steps == 5 and first.model_dir is None
     assert first.losses == reference.losses[:5]
+    with pytest.raises(RuntimeError, match="already holds step_5: pass resume=true"):
+        train(_cfg(files, "resumed", "grad_accum=2"))
     second = train(_cfg(files, "resumed", "grad_accum=2", "resume=true"))
     assert second.steps == 12 and second.tokens == reference.tokens
     torch.testing.assert_close(torch.tensor(second.losses), torch.tensor(reference.losses), rtol=1e-6, atol=0)
+    assert [r["step"] for r in _log(second.output_dir)] == list(range(1, 13))   # one log, continued
     a = load_file(Path(second.model_dir) / "model.safetensors")
     b = load_file(Path(reference.model_dir) / "model.safetensors")
     for name in a:

@@ -70,6 +70,13 @@ class TrainConfig:
     # --- logging -------------------------------------------------------------------------
     progress: bool = True                 # tqdm bar on rank 0
 
+    def __post_init__(self):
+        # in-process callers may pass paths, and a single data file on its own
+        self.model, self.output = str(self.model), str(self.output)
+        if isinstance(self.data, (str, Path)):
+            self.data = [self.data]
+        self.data = [str(d) for d in self.data]
+
     def validate(self) -> None:
         def bad(key: str, why: str):
             raise ConfigError(f"setting '{key}' {why}")

@@ -81,14 +81,15 @@ def peak_rss_gb() -> float:
 class TrainLogger:
     """One JSON line per step in train_log.jsonl and a tqdm bar, on rank 0 only."""
 
-    def __init__(self, path: Path, enabled: bool, total_steps: int, first_step: int, progress: bool):
+    def __init__(self, path: Path, enabled: bool, total_steps: int, first_step: int, progress: bool,
+                 append: bool = False):
         self.enabled = enabled
         self.bar = None
         self.fh = None
         if not enabled:
             return
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.fh = path.open("a")
+        self.fh = path.open("a" if append else "w")     # a resumed run continues its log
         if progress:
             from tqdm import tqdm
             self.bar = tqdm(total=total_steps, initial=first_step, desc="train", unit="step",

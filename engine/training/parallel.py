@@ -31,6 +31,7 @@ from torch.utils.checkpoint import checkpoint
 from engine.checkpoint import CheckpointError, checkpoint_files
 from engine.config import ModelConfig
 from engine.model import CausalLM
+from engine.training.config import ConfigError
 from engine.training.lora import apply_lora, is_lora_param, lora_initial_value
 from engine.training.loss import CausalLMLoss
 
@@ -68,7 +69,7 @@ def init_distributed(device: str = "auto") -> DistContext:
     """Join (or start) the default process group and build the 1-D FSDP device mesh."""
     use_cuda = torch.cuda.is_available() if device == "auto" else device == "cuda"
     if use_cuda and not torch.cuda.is_available():
-        raise RuntimeError("device='cuda' but CUDA is not available")
+        raise ConfigError("setting 'device' = 'cuda' but CUDA is not available")
     backend = "cpu:gloo,cuda:nccl" if use_cuda else "gloo"
     owns, store_dir = False, None
     if not dist.is_initialized():

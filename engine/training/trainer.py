@@ -35,6 +35,10 @@ class TrainingDiverged(RuntimeError):
     """The loss or gradient norm became NaN or infinite; the message names the step."""
 
 
+class ResumeError(RuntimeError):
+    """Checkpoints in the output directory that this run cannot (or was not told to) continue."""
+
+
 @dataclass
 class TrainResult:
     final_loss: float | None            # mean token loss of the last step
@@ -97,14 +101,19 @@ def _train(cfg: TrainConfig, ctx: DistContext) -> TrainResult:
             "data_fingerprint": _fingerprint(samples)}
     step, losses, tokens_seen, loss_tokens_seen = 0, [], 0, 0
     last_checkpoint = None
-    if cfg.resume and (found := list_checkpoints(ckpt_root)):
+    found = list_checkpoints(ckpt_root)
+    if found and not cfg.resume:
+        raise ResumeError(f"{ckpt_root} already holds {found[-1].name}: pass resume=true to "
+                           "continue that run, or choose another output directory")
+    if found:
         last_checkpoint = found[-1]
         state = load_checkpoint(last_checkpoint, model, optimizer, ctx)
         _check_same_plan(state["plan"], plan, last_checkpoint)
         step, losses = state["step"], state["losses"]
         tokens_seen, loss_tokens_seen = state["tokens"], state["loss_tokens"]
 
-    log = TrainLogger(out / "train_log.jsonl", ctx.is_main, end_step, step, cfg.progress)
+    log = TrainLogger(out / "train_log.jsonl", ctx.is_main, end_step, step, cfg.progress,
+                      append=step > 0)
     log.event(event="resume" if step else "start", step=step, total_steps=total_steps,
               world_size=ctx.world_size, **data_stats, config=cfg.to_dict())
     try:
@@ -196,5 +205,5 @@ def _check_same_plan(saved: dict, now: dict, path: Path) -> None:
                      ("packs_per_step", "world_size x grad_accum (the global batch) changed"),
                      ("total_steps", "the planned length (epochs, max_steps) changed")):
         if saved.get(key) != now[key]:
-            raise RuntimeError(f"cannot resume from {path}: {why} "
+            raise ResumeError(f"cannot resume from {path}: {why} "
                                f"({key}: saved {saved.get(key)}, now {now[key]})")
