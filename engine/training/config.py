@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
-import tomllib
 import types
 import typing
 from dataclasses import dataclass, field
@@ -130,6 +129,13 @@ def apply_overrides(cfg: TrainConfig, overrides: list[str] | dict) -> TrainConfi
 
 def load_toml(path: str | Path) -> dict:
     """Settings from a TOML file: top-level keys, or those of a [train] table."""
+    try:
+        import tomllib
+    except ImportError:            # Python 3.10
+        try:
+            import tomli as tomllib
+        except ImportError:
+            raise ConfigError("reading TOML needs Python >= 3.11 or the tomli package") from None
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"config file {p} does not exist")

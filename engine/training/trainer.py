@@ -120,6 +120,7 @@ def _train(cfg: TrainConfig, ctx: DistContext) -> TrainResult:
         # --- the loop ----------------------------------------------------------------------
         while step < end_step:
             t0 = time.perf_counter()
+            epoch, step_in_epoch = schedule.locate(step)
             lr = lr_at(step)
             set_lr(optimizer, lr)
             step_loss_tokens = schedule.step_loss_tokens(step)
@@ -131,14 +132,13 @@ def _train(cfg: TrainConfig, ctx: DistContext) -> TrainResult:
                 loss = model(pack.input_ids, pack.positions, pack.metadata(ctx.device), pack.labels)
                 (loss * scale).backward()
                 loss_sum += loss.detach()
+            # every rank gets the same numbers below, so every rank stops together
             loss_value = float(ctx.all_reduce_sum(loss_sum)) / max(step_loss_tokens, 1)
-            grad_norm = clip_grad_norm(model, cfg.max_grad_norm) if math.isfinite(loss_value) else loss_value
-            if not (math.isfinite(loss_value) and math.isfinite(grad_norm)):
-                what = f"loss is {loss_value}" if not math.isfinite(loss_value) else f"gradient norm is {grad_norm}"
-                raise TrainingDiverged(
-                    f"{what} at step {step + 1}; stopped before updating the weights. Last good "
-                    f"checkpoint: {last_checkpoint or 'none written yet'}. Try a lower lr "
-                    f"(now {lr:.3g}) or max_grad_norm.")
+            if not math.isfinite(loss_value):
+                raise _diverged(f"loss is {loss_value}", step, lr, last_checkpoint)
+            grad_norm = clip_grad_norm(model, cfg.max_grad_norm)
+            if not math.isfinite(grad_norm):
+                raise _diverged(f"gradient norm is {grad_norm}", step, lr, last_checkpoint)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             if ctx.device.type == "cuda":
@@ -151,18 +151,16 @@ def _train(cfg: TrainConfig, ctx: DistContext) -> TrainResult:
             tokens_seen += sum(lengths)
             loss_tokens_seen += step_loss_tokens
             flops = step_flops(model_cfg, lengths, adapter_params, full_finetune=not cfg.lora)
-            log.step({"step": step, "epoch": schedule.locate(step - 1)[0], "loss": loss_value,
-                      "grad_norm": grad_norm, "lr": lr, "tokens": sum(lengths),
-                      "loss_tokens": step_loss_tokens, "step_time_s": seconds,
-                      "tokens_per_s": sum(lengths) / seconds,
+            log.step({"step": step, "epoch": epoch, "loss": loss_value, "grad_norm": grad_norm,
+                      "lr": lr, "tokens": sum(lengths), "loss_tokens": step_loss_tokens,
+                      "step_time_s": seconds, "tokens_per_s": sum(lengths) / seconds,
                       "mfu": flops / (seconds * ctx.world_size * peak) if peak else None,
                       "peak_mem_gb": peak_memory_gb(ctx.device), "peak_rss_gb": peak_rss_gb()})
 
             if (cfg.checkpoint_every and step % cfg.checkpoint_every == 0) or step == cfg.stop_at_step:
                 state = {"step": step, "losses": losses, "tokens": tokens_seen,
                          "loss_tokens": loss_tokens_seen, "plan": plan,
-                         "data_position": dict(zip(("epoch", "step_in_epoch"),
-                                                   schedule.locate(step - 1)))}
+                         "data_position": {"epoch": epoch, "steps_done_in_epoch": step_in_epoch + 1}}
                 last_checkpoint = save_checkpoint(ckpt_root, step, model, optimizer, state, ctx,
                                                   cfg.keep_checkpoints)
                 log.event(event="checkpoint", step=step, path=str(last_checkpoint))
@@ -181,6 +179,12 @@ def _train(cfg: TrainConfig, ctx: DistContext) -> TrainResult:
                        model_dir=str(model_dir) if model_dir else None, tokens=tokens_seen,
                        loss_tokens=loss_tokens_seen, steps=step, stopped_early=stopped_early,
                        data=data_stats)
+
+
+def _diverged(what: str, step: int, lr: float, last_checkpoint: Path | None) -> TrainingDiverged:
+    return TrainingDiverged(
+        f"{what} at step {step + 1}; stopped before updating the weights. Last good checkpoint: "
+        f"{last_checkpoint or 'none written yet'}. Try a lower lr (now {lr:.3g}) or max_grad_norm.")
 
 
 def _dtype(name: str, auto: str) -> torch.dtype:
