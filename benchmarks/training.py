@@ -166,8 +166,10 @@ def run_plain_loop(model_dir: Path, data: Path, cfg: ModelConfig, args) -> dict:
     import transformers
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    major, minor = (int(x) for x in transformers.__version__.split(".")[:2])
+    dtype_kw = "dtype" if (major, minor) >= (4, 56) else "torch_dtype"   # renamed in 4.56
     model = transformers.AutoModelForCausalLM.from_pretrained(
-        model_dir, dtype=torch.float32, attn_implementation="sdpa").to(device).train()
+        model_dir, attn_implementation="sdpa", **{dtype_kw: torch.float32}).to(device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-5, betas=(0.9, 0.95),
                             fused=device.type == "cuda")
     tok = Tokenizer.from_pretrained(model_dir)
