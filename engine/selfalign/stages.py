@@ -300,13 +300,14 @@ def finetune(ctx: IterationContext, start_dir: Path) -> dict:
         ctx.barrier()
         return {"examples": n, "trained": False, "start": str(start_dir)}
     overrides = dict(t.overrides)
-    overrides.setdefault("template", "chat")
+    overrides.setdefault("prompt_format", "chat")
     overrides.setdefault("seed", ctx.cfg.run.seed + it)
-    cfg = TrainConfig(model=str(start_dir), data=str(data_path), output=str(ctx.run.path(it, "train")),
+    overrides.setdefault("progress", False)
+    cfg = TrainConfig(model=str(start_dir), data=[str(data_path)], output=str(ctx.run.path(it, "train")),
                       lora=t.method == "lora", resume=True, **overrides)
     result = train(cfg)
     if ctx.run.is_writer:
-        _copy_model(Path(result.export_dir), model_dir)
+        _copy_model(Path(result.model_dir), model_dir)
     ctx.barrier()
     losses = list(result.losses)
     return {"examples": n, "trained": True, "start": str(start_dir), "steps": len(losses),
