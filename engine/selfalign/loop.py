@@ -126,6 +126,10 @@ def run_isheep(cfg: IsheepConfig) -> RunDirectory:
         with run.timed_stage(0, "eval") as box:
             box["counts"] = stages.evaluate_iteration(ctx0, base_dir, None)
             _write_eval(run, 0, box["counts"])
+    if cfg.world.enabled and not run.stage_done(0, "world"):
+        ctx0 = stages.IterationContext(cfg, run, 0, base_dir, base_dir, pool.get, _barrier)
+        with run.timed_stage(0, "world") as box:
+            box["counts"] = stages.world_metrics(ctx0, base_dir)
     previous = base_dir
     for it in range(1, cfg.run.iterations + 1):
         ctx = stages.IterationContext(cfg, run, it, base_dir, previous, pool.get, _barrier)
@@ -147,6 +151,8 @@ def run_isheep(cfg: IsheepConfig) -> RunDirectory:
                 _write_eval(run, it, metrics)
                 return metrics
             _stage(run, it, "eval", do_eval)
+        if cfg.world.enabled:
+            _stage(run, it, "world", lambda: stages.world_metrics(ctx, model_dir))
         if rank == 0:
             _write_stats(run, it)
             from engine.selfalign.report import write_report

@@ -12,6 +12,32 @@ EVAL_KEYS = ("prompt_level_strict_acc", "inst_level_strict_acc", "prompt_level_l
              "inst_level_loose_acc", "win_rate")
 
 
+STAGE_ORDER = ("prompts", "responses", "assessed", "train_data", "model", "eval", "world")
+
+
+def _world_section(world: dict) -> list[str]:
+    """The toy world's checker verdicts: is M_i better, and did filtering pick right answers?"""
+    lines = ["## Toy world: what the checker says", "",
+             "Held-out accuracy is greedy answers to held-out tasks; judge accuracy is how often "
+             "'score > threshold' matches the checker on one right and one wrong answer per task "
+             "(AUC: P(score of a right answer > score of a wrong one)); kept / answered correct is "
+             "the share of the iteration's kept training pairs / of all its answers that are right.", "",
+             "| model | held-out accuracy | judge accuracy | judge AUC | kept correct | answered correct "
+             "| lift from filtering |", "|---|---|---|---|---|---|---|"]
+    for it, w in world.items():
+        data = w.get("data", {})
+        kept, answered = data.get("kept", {}), data.get("answered", {})
+        lines.append(f"| M_{it} | {_fmt(w['heldout'].get('overall'))} | {_fmt(w['judge'].get('accuracy'))} "
+                     f"| {_fmt(w['judge'].get('auc'))} | {_fmt(kept.get('correct_share'))} "
+                     f"| {_fmt(answered.get('correct_share'))} | {_fmt(data.get('lift'))} |")
+    families = sorted({f for w in world.values() for f in w["heldout"] if f != "overall"})
+    lines += ["", "Held-out accuracy per family:", "",
+              "| model | " + " | ".join(families) + " |", "|---" * (len(families) + 1) + "|"]
+    for it, w in world.items():
+        lines.append(f"| M_{it} | " + " | ".join(_fmt(w["heldout"].get(f)) for f in families) + " |")
+    return lines + [""]
+
+
 def _iterations(run: RunDirectory) -> list[int]:
     return [i for i in sorted(run.all_counts()) if i > 0]
 
@@ -91,9 +117,15 @@ def write_report(cfg: IsheepConfig, run: RunDirectory) -> Path:
             lines.append(f"| M_{it} | " + " | ".join(cells) + " |")
         lines.append("")
 
+    world = {it: counts.get(it, {}).get("world") for it in [0] + iters}
+    world = {k: v for k, v in world.items() if v}
+    if world:
+        lines += _world_section(world)
+
     seconds = run.stage_seconds()
     lines += ["## Wall time per stage (seconds)", ""]
-    stage_names = sorted({s for it in seconds for s in seconds[it]})
+    present = {s for it in seconds for s in seconds[it]}
+    stage_names = [s for s in STAGE_ORDER if s in present] + sorted(present - set(STAGE_ORDER))
     lines += ["| iteration | " + " | ".join(stage_names) + " |", "|---" * (len(stage_names) + 1) + "|"]
     for it in sorted(seconds):
         lines.append(f"| {it} | " + " | ".join(_fmt(seconds[it].get(s), 1) for s in stage_names) + " |")
@@ -168,6 +200,28 @@ def _plot(run: RunDirectory, iters: list[int], counts: dict, evals: dict, out: P
         fig.savefig(out / "loss.png", dpi=90)
         plt.close(fig)
         written.append("loss.png")
+
+    world = {it: counts.get(it, {}).get("world") for it in sorted(counts)}
+    world = {k: v for k, v in world.items() if v}
+    if world:
+        fig, ax = plt.subplots(figsize=(6, 3.2))
+        xs = sorted(world)
+        ax.plot(xs, [world[i]["heldout"].get("overall") for i in xs], marker="o", label="held-out accuracy")
+        ax.plot(xs, [world[i]["judge"].get("accuracy") for i in xs], marker="s", label="judge accuracy")
+        data_x = [i for i in xs if world[i].get("data")]
+        if data_x:
+            ax.plot(data_x, [world[i]["data"]["kept"].get("correct_share") for i in data_x], marker="^",
+                    label="kept pairs correct")
+            ax.plot(data_x, [world[i]["data"]["answered"].get("correct_share") for i in data_x], marker="v",
+                    label="answered pairs correct")
+        ax.set_xlabel("iteration (0 = base model)")
+        ax.set_ylim(0, 1)
+        ax.set_title("Toy world")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(out / "world.png", dpi=90)
+        plt.close(fig)
+        written.append("world.png")
 
     if evals:
         fig, ax = plt.subplots(figsize=(6, 3.2))

@@ -94,6 +94,14 @@ class EvalSettings:
 
 
 @dataclass
+class WorldSettings:
+    """The verifiable toy world (engine.world): measure every model with its checker."""
+    enabled: bool = False
+    heldout_per_family: int = 20
+    seed: int = 0
+
+
+@dataclass
 class IsheepConfig:
     run: RunSettings = field(default_factory=RunSettings)
     generation: GenerationSettings = field(default_factory=GenerationSettings)
@@ -102,6 +110,7 @@ class IsheepConfig:
     assessment: AssessmentSettings = field(default_factory=AssessmentSettings)
     training: TrainingSettings = field(default_factory=TrainingSettings)
     eval: EvalSettings = field(default_factory=EvalSettings)
+    world: WorldSettings = field(default_factory=WorldSettings)
 
     def validate(self) -> None:
         choices = {

@@ -356,3 +356,48 @@ def evaluate_iteration(ctx: IterationContext, model_dir: Path, reference_dir: Pa
                        judge_wins=result.wins, judge_ties=result.ties, judge_losses=result.losses,
                        judge_n=result.n)
     return metrics
+
+
+# --- the toy world: what the checker says about M_i and its data ---------------------------
+def world_metrics(ctx: IterationContext, model_dir: Path) -> dict:
+    """Held-out accuracy of model_dir (greedy), its accuracy as a judge of right and wrong
+    answers, and, for an iteration, how correct the kept training pairs are against all
+    answered pairs."""
+    from engine.generation import SamplingParams
+    from engine.world.measure import heldout_accuracy, judge_accuracy, judge_items, kept_pair_correctness
+    from engine.world.tasks import held_out_tasks
+
+    w, a = ctx.cfg.world, ctx.cfg.assessment
+    tasks = held_out_tasks(w.heldout_per_family, seed=w.seed)
+    llm = ctx.llm_for(model_dir)
+    chat = ctx.use_chat(ctx.cfg.response.template, model_dir)
+
+    def generate(prompts: list[str]) -> list[str]:
+        # the prompts are raw; a chat model gets its template around the same text
+        texts = [llm.tokenizer.apply_chat_template([{"role": "user", "content": p.rstrip("\n")}],
+                                                   add_generation_prompt=True) if chat else p for p in prompts]
+        outs = llm.generate(texts, SamplingParams(temperature=0.0, max_tokens=ctx.cfg.response.max_tokens),
+                            use_tqdm=False)
+        return [o.text for o in outs]
+
+    kinds = KINDS_BY_LEVEL[a.level] or ("quality",)
+
+    def score(triples: list[tuple[str, str, str]]) -> list[float | None]:
+        pairs = [{"id": str(i), "instruction": t[0], "input": t[1], "response": t[2]} for i, t in enumerate(triples)]
+        judge_chat = ctx.use_chat(a.template, model_dir)
+        prompts = {(p["id"], k): _judge_prompt(llm, k, p, judge_chat) for p in pairs for k in kinds}
+        scores = (_logprob_scores(llm, prompts) if a.mode == "logprob"
+                  else {key: v[0] for key, v in _sampled_scores(ctx, llm, prompts).items()})
+        out = []
+        for p in pairs:
+            vals = [scores[(p["id"], k)] for k in kinds]
+            out.append(None if any(v is None for v in vals) else min(vals))
+        return out
+
+    result = {"heldout": heldout_accuracy(generate, tasks),
+              "judge": judge_accuracy(score, judge_items(tasks, seed=w.seed), threshold=a.threshold)}
+    if ctx.iteration > 0:
+        answered = [r for r in ctx.run.read(ctx.iteration, "responses.jsonl")]
+        kept = [r for r in ctx.run.read(ctx.iteration, "assessed.jsonl") if r["keep"]]
+        result["data"] = kept_pair_correctness(kept, answered)
+    return result
