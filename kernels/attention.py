@@ -1,4 +1,6 @@
 """Causal varlen attention over packed sequences (prefill and training)."""
+import functools
+
 import torch
 import torch.nn.functional as F
 import triton
@@ -182,33 +184,6 @@ def _attn_bwd_delta_kernel(O, DO, DELTA, N, stride_on, stride_oh, stride_don, st
 
 
 @triton.jit
-def _dkdv_query_tiles(dk, dv, k, v, Q, DO, LSE, DELTA, q_start, len_q, cols, offset, lo, hi,
-                      stride_qn, stride_don, scale_log2, MASKED: tl.constexpr,
-                      PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                      HEAD_DIM: tl.constexpr):
-    """Accumulate one query head's contribution to a key tile's dK, dV. Works on transposed
-    scores [BLOCK_N, BLOCK_M] so no tile has to be transposed twice."""
-    d = tl.arange(0, HEAD_DIM)[None, :]
-    for m0 in range(lo, hi, BLOCK_M):
-        rows = m0 + tl.arange(0, BLOCK_M)
-        row_ok = rows < len_q
-        q_rows = (q_start + rows).to(tl.int64)
-        q = tl.load(Q + q_rows[:, None] * stride_qn + d, mask=row_ok[:, None], other=0.0)
-        do = tl.load(DO + q_rows[:, None] * stride_don + d, mask=row_ok[:, None], other=0.0)
-        lse = tl.load(LSE + q_rows, mask=row_ok, other=float("inf"))   # padding rows: p = 0
-        delta = tl.load(DELTA + q_rows, mask=row_ok, other=0.0)
-        s_t = mma(k, tl.trans(q), tl.zeros([BLOCK_N, BLOCK_M], tl.float32), PRECISION)
-        p_t = tl.exp2(s_t * scale_log2 - lse[None, :])
-        if MASKED:
-            p_t = tl.where(cols[:, None] <= rows[None, :] + offset, p_t, 0.0)
-        dv = mma(p_t.to(do.dtype), do, dv, PRECISION)
-        dp_t = mma(v, tl.trans(do), tl.zeros([BLOCK_N, BLOCK_M], tl.float32), PRECISION)
-        ds_t = p_t * (dp_t - delta[None, :])
-        dk = mma(ds_t.to(q.dtype), q, dk, PRECISION)
-    return dk, dv
-
-
-@triton.jit
 def _attn_bwd_dkdv_kernel(Q, K, V, DO, LSE, DELTA, DK, DV, CU_Q, CU_K, num_seqs, group,
                           scale_log2, sm_scale,
                           stride_qn, stride_qh, stride_kn, stride_kh, stride_vn, stride_vh,
@@ -216,8 +191,10 @@ def _attn_bwd_dkdv_kernel(Q, K, V, DO, LSE, DELTA, DK, DV, CU_Q, CU_K, num_seqs,
                           stride_lse,
                           PRECISION: tl.constexpr, SEQ_BLOCK: tl.constexpr,
                           BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr):
-    """One program per (key tile, KV head): loops over the query heads of its GQA group and
-    the query tiles that see the keys, so dK and dV are written once, without atomics."""
+    """One program per (key tile, KV head) visits every (query head of its GQA group, query
+    tile that sees the keys), so dK and dV are written once, without atomics. The visits are
+    one flat loop: a loop nest around the pipelined loads doubled the register use on sm_90.
+    Scores are kept transposed, [BLOCK_N, BLOCK_M], so no tile is transposed twice."""
     seq, tile, n_tiles = _tile_of_program(CU_K, num_seqs, tl.program_id(0), BLOCK_N, SEQ_BLOCK)
     if seq >= num_seqs:
         return
@@ -236,21 +213,29 @@ def _attn_bwd_dkdv_kernel(Q, K, V, DO, LSE, DELTA, DK, DV, CU_Q, CU_K, num_seqs,
     v = tl.load(V + k_rows * stride_vn + hk * stride_vh + d, mask=col_ok, other=0.0)
     dk = tl.zeros([BLOCK_N, HEAD_DIM], tl.float32)
     dv = tl.zeros([BLOCK_N, HEAD_DIM], tl.float32)
-    # query rows r see key j when r >= j - offset: tiles from `lo` can see key n0, and from
-    # `full_lo` on they see every key of this tile (no mask needed)
+    # query row r sees key j when r >= j - offset: the first tile that sees key n0 starts at lo
     lo = tl.maximum(n0 - offset, 0) // BLOCK_M * BLOCK_M
-    full_lo = (tl.maximum(n0 + BLOCK_N - 1 - offset, 0) + BLOCK_M - 1) // BLOCK_M * BLOCK_M
-    full_lo = tl.minimum(full_lo, len_q)
-    for g in range(0, group):
+    tiles_per_head = tl.cdiv(len_q - lo, BLOCK_M)
+    for i in range(0, group * tiles_per_head):
+        g = i // tiles_per_head
         h = hk * group + g
-        dk, dv = _dkdv_query_tiles(dk, dv, k, v, Q + h * stride_qh, DO + h * stride_doh,
-                                   LSE + h * stride_lse, DELTA + h * stride_lse, q_start, len_q,
-                                   cols, offset, lo, full_lo, stride_qn, stride_don, scale_log2,
-                                   True, PRECISION, BLOCK_M, BLOCK_N, HEAD_DIM)
-        dk, dv = _dkdv_query_tiles(dk, dv, k, v, Q + h * stride_qh, DO + h * stride_doh,
-                                   LSE + h * stride_lse, DELTA + h * stride_lse, q_start, len_q,
-                                   cols, offset, full_lo, len_q, stride_qn, stride_don,
-                                   scale_log2, False, PRECISION, BLOCK_M, BLOCK_N, HEAD_DIM)
+        rows = lo + (i - g * tiles_per_head) * BLOCK_M + tl.arange(0, BLOCK_M)
+        row_ok = rows < len_q
+        q_rows = (q_start + rows).to(tl.int64)
+        q = tl.load(Q + q_rows[:, None] * stride_qn + h * stride_qh + d, mask=row_ok[:, None],
+                    other=0.0)
+        do = tl.load(DO + q_rows[:, None] * stride_don + h * stride_doh + d,
+                     mask=row_ok[:, None], other=0.0)
+        # padding rows load lse = inf, so their probabilities are exactly 0
+        lse = tl.load(LSE + h * stride_lse + q_rows, mask=row_ok, other=float("inf"))
+        delta = tl.load(DELTA + h * stride_lse + q_rows, mask=row_ok, other=0.0)
+        s_t = mma(k, tl.trans(q), tl.zeros([BLOCK_N, BLOCK_M], tl.float32), PRECISION)
+        p_t = tl.exp2(s_t * scale_log2 - lse[None, :])
+        p_t = tl.where(cols[:, None] <= rows[None, :] + offset, p_t, 0.0)
+        dv = mma(p_t.to(do.dtype), do, dv, PRECISION)
+        dp_t = mma(v, tl.trans(do), tl.zeros([BLOCK_N, BLOCK_M], tl.float32), PRECISION)
+        ds_t = p_t * (dp_t - delta[None, :])
+        dk = mma(ds_t.to(q.dtype), q, dk, PRECISION)
     tl.store(DK + k_rows * stride_dkn + hk * stride_dkh + d, (dk * sm_scale).to(DK.dtype.element_ty),
              mask=col_ok)
     tl.store(DV + k_rows * stride_dvn + hk * stride_dvh + d, dv.to(DV.dtype.element_ty), mask=col_ok)
@@ -325,28 +310,41 @@ def _attn_bwd_dq_kernel(Q, K, V, DO, LSE, DELTA, DQ, CU_Q, CU_K, num_seqs, group
              (dq * sm_scale).to(DQ.dtype.element_ty), mask=row_ok[:, None])
 
 
-def _configs(gpu: list[tuple[int, int, int, int]], interpreted: tuple[int, int]):
-    """Tile shapes (BLOCK_M, BLOCK_N, warps, stages) tried on the GPU; the interpreter runs one
-    small shape so tiny test sequences still span several tiles."""
+# Tile candidates (BLOCK_M, BLOCK_N, warps, stages) per row width (head_dim * element size),
+# checked by compiling for sm_90 to fit in registers (no spills) and shared memory; the
+# autotuner keeps the fastest per head_dim and dtype. The interpreter runs one small shape so
+# tiny test sequences still span several tiles.
+_TILES = {
+    "fwd": {128: [(128, 64, 4, 3), (128, 64, 8, 3), (128, 128, 8, 3)],
+            256: [(128, 64, 8, 3), (128, 128, 8, 3), (64, 64, 4, 3)],
+            None: [(64, 32, 4, 2), (32, 32, 4, 2)]},
+    "dkdv": {128: [(32, 64, 4, 3), (64, 64, 4, 2), (64, 128, 8, 2)],
+             256: [(32, 64, 4, 3), (32, 128, 8, 3), (16, 64, 4, 3)],
+             None: [(16, 32, 4, 2), (16, 64, 4, 2)]},
+    "dq": {128: [(64, 64, 4, 3), (128, 64, 8, 2), (128, 32, 4, 3)],
+           256: [(64, 64, 4, 3), (128, 64, 8, 2)],
+           None: [(32, 32, 4, 2), (64, 32, 4, 2)]},
+}
+_INTERPRETER_TILE = {"fwd": (32, 16), "dkdv": (16, 32), "dq": (32, 16)}
+_KERNELS = {"fwd": _attn_fwd_kernel, "dkdv": _attn_bwd_dkdv_kernel, "dq": _attn_bwd_dq_kernel}
+
+
+def _row_class(head_dim: int, dtype: torch.dtype) -> int | None:
+    row_bytes = head_dim * torch.finfo(dtype).bits // 8
+    return 128 if row_bytes <= 128 else 256 if row_bytes <= 256 else None
+
+
+@functools.lru_cache(maxsize=None)
+def _tuned(kind: str, row_class: int | None):
+    """The kernel wrapped in an autotuner over the tiles that suit this row width."""
     if INTERPRET:
-        return [triton.Config({"BLOCK_M": interpreted[0], "BLOCK_N": interpreted[1]})]
-    return [triton.Config({"BLOCK_M": m, "BLOCK_N": n}, num_warps=w, num_stages=s)
-            for m, n, w, s in gpu]
-
-
-# H100-leaning candidates; the autotuner keeps the fastest per head_dim and dtype and drops
-# any that do not fit (e.g. big tiles at head_dim 256).
-_fwd_kernel = triton.autotune(
-    _configs([(128, 64, 4, 3), (128, 64, 8, 3), (128, 128, 8, 3), (64, 64, 4, 3), (64, 32, 4, 2)],
-             (32, 16)),
-    key=["HEAD_DIM", "PAGED"])(_attn_fwd_kernel)
-_dkdv_kernel = triton.autotune(
-    _configs([(32, 64, 4, 3), (32, 128, 4, 3), (64, 64, 4, 2), (64, 128, 8, 2), (16, 32, 4, 2)],
-             (16, 32)),
-    key=["HEAD_DIM"])(_attn_bwd_dkdv_kernel)
-_dq_kernel = triton.autotune(
-    _configs([(64, 64, 4, 3), (128, 32, 4, 3), (128, 64, 8, 2), (32, 32, 4, 2)], (32, 16)),
-    key=["HEAD_DIM"])(_attn_bwd_dq_kernel)
+        m, n = _INTERPRETER_TILE[kind]
+        configs = [triton.Config({"BLOCK_M": m, "BLOCK_N": n})]
+    else:
+        configs = [triton.Config({"BLOCK_M": m, "BLOCK_N": n}, num_warps=w, num_stages=st)
+                   for m, n, w, st in _TILES[kind][row_class]]
+    key = ["HEAD_DIM", "PAGED"] if kind == "fwd" else ["HEAD_DIM"]
+    return triton.autotune(configs, key=key)(_KERNELS[kind])
 
 
 def _last_dim_contiguous(x: torch.Tensor) -> torch.Tensor:
@@ -374,11 +372,12 @@ def _attention_forward(q, k, v, cu_q, cu_k, scale, block_tables):
         v_strides = (v.stride(0), v.stride(1), 0)
         bt, stride_bt, page_size = cu_k, 0, 1
     grid = lambda meta: (triton.cdiv(n_q, meta["BLOCK_M"]) + num_seqs, h_q)  # noqa: E731
-    _fwd_kernel[grid](q, k, v, out, lse, cu_q, cu_k, bt, num_seqs, h_q // k.shape[-2],
-                      scale * LOG2E, q.stride(0), q.stride(1), *k_strides, *v_strides,
-                      out.stride(0), out.stride(1), lse.stride(0), stride_bt, page_size,
-                      PAGED=paged, PRECISION=dot_precision(q.dtype),
-                      SEQ_BLOCK=_seq_block(num_seqs), HEAD_DIM=head_dim)
+    kernel = _tuned("fwd", _row_class(head_dim, q.dtype))
+    kernel[grid](q, k, v, out, lse, cu_q, cu_k, bt, num_seqs, h_q // k.shape[-2], scale * LOG2E,
+                 q.stride(0), q.stride(1), *k_strides, *v_strides, out.stride(0), out.stride(1),
+                 lse.stride(0), stride_bt, page_size, PAGED=paged,
+                 PRECISION=dot_precision(q.dtype), SEQ_BLOCK=_seq_block(num_seqs),
+                 HEAD_DIM=head_dim)
     return out, lse
 
 
@@ -403,12 +402,15 @@ def _attention_backward(dout, q, k, v, out, lse, cu_q, cu_k, scale):
                dout.stride(0), dout.stride(1))
     group, scale_log2 = h_q // h_k, scale * LOG2E
     grid_k = lambda meta: (triton.cdiv(n_k, meta["BLOCK_N"]) + num_seqs, h_k)  # noqa: E731
-    _dkdv_kernel[grid_k](q, k, v, dout, lse, delta, dk, dv, cu_q, cu_k, num_seqs, group,
-                         scale_log2, scale, *strides, dk.stride(0), dk.stride(1), dv.stride(0),
-                         dv.stride(1), lse.stride(0), **common)
+    row_class = _row_class(head_dim, q.dtype)
+    _tuned("dkdv", row_class)[grid_k](q, k, v, dout, lse, delta, dk, dv, cu_q, cu_k, num_seqs,
+                                      group, scale_log2, scale, *strides, dk.stride(0),
+                                      dk.stride(1), dv.stride(0), dv.stride(1), lse.stride(0),
+                                      **common)
     grid_q = lambda meta: (triton.cdiv(n_q, meta["BLOCK_M"]) + num_seqs, h_q)  # noqa: E731
-    _dq_kernel[grid_q](q, k, v, dout, lse, delta, dq, cu_q, cu_k, num_seqs, group, scale_log2,
-                       scale, *strides, dq.stride(0), dq.stride(1), lse.stride(0), **common)
+    _tuned("dq", row_class)[grid_q](q, k, v, dout, lse, delta, dq, cu_q, cu_k, num_seqs, group,
+                                    scale_log2, scale, *strides, dq.stride(0), dq.stride(1),
+                                    lse.stride(0), **common)
     return dq, dk, dv
 
 

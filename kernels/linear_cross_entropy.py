@@ -6,6 +6,8 @@ import triton.language as tl
 
 from kernels.triton_support import INTERPRET, LOG2E
 
+_LOG2E = tl.constexpr(LOG2E)
+
 
 def linear_cross_entropy_reference(hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor,
                                    ignore_index: int = -100, reduction: str = "sum") -> torch.Tensor:
@@ -37,13 +39,13 @@ def _cross_entropy_rows_kernel(LOGITS, LABELS, LOSS, N_VALID, stride_row, V, ign
     l = 0.0
     for v0 in range(0, V, BLOCK_V):
         cols = v0 + tl.arange(0, BLOCK_V)
-        x = tl.load(base + cols, mask=cols < V, other=float("-inf")).to(tl.float32) * LOG2E
+        x = tl.load(base + cols, mask=cols < V, other=float("-inf")).to(tl.float32) * _LOG2E
         m_new = tl.maximum(m, tl.max(x, axis=0))
         l = l * tl.exp2(m - m_new) + tl.sum(tl.exp2(x - m_new), axis=0)
         m = m_new
     lse2 = m + tl.log2(l)
     target = tl.load(base + label, mask=valid, other=0.0).to(tl.float32)
-    tl.store(LOSS + row, tl.where(valid, lse2 / LOG2E - target, 0.0))
+    tl.store(LOSS + row, tl.where(valid, lse2 / _LOG2E - target, 0.0))
     if WRITE_GRAD:
         # pass 2: softmax - one_hot(label), times 1/n_valid for "mean"; ignored rows get 0
         scale = 1.0
@@ -52,7 +54,7 @@ def _cross_entropy_rows_kernel(LOGITS, LABELS, LOSS, N_VALID, stride_row, V, ign
         scale = tl.where(valid, scale, 0.0)
         for v0 in range(0, V, BLOCK_V):
             cols = v0 + tl.arange(0, BLOCK_V)
-            x = tl.load(base + cols, mask=cols < V, other=0.0).to(tl.float32) * LOG2E
+            x = tl.load(base + cols, mask=cols < V, other=0.0).to(tl.float32) * _LOG2E
             grad = tl.exp2(x - lse2) - tl.where(cols == label, 1.0, 0.0)
             tl.store(base + cols, (grad * scale).to(LOGITS.dtype.element_ty), mask=cols < V)
 

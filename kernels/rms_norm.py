@@ -74,9 +74,12 @@ def _rms_norm_bwd_kernel(DY, DS, X, W, RSTD, DX, DR, DW_PARTIAL, stride_dy, stri
     tl.store(DW_PARTIAL + pid * D + cols, dw, mask=mask)
 
 
-def _launch_config(D: int) -> tuple[int, int]:
+def _launch_config(D: int, backward: bool = False) -> tuple[int, int]:
+    """(BLOCK_D, num_warps): a whole row per program; the backward holds more row-sized values
+    live (x, dy, w, dw), so it spreads a row over more threads sooner."""
     block = triton.next_power_of_2(D)
-    return block, (4 if block <= 1024 else 8 if block <= 4096 else 16)
+    limits = (1024, 2048) if backward else (1024, 4096)
+    return block, (4 if block <= limits[0] else 8 if block <= limits[1] else 16)
 
 
 class _RMSNormFunction(torch.autograd.Function):
@@ -130,7 +133,7 @@ class _RMSNormFunction(torch.autograd.Function):
         rows_per_program = triton.cdiv(M, programs)
         programs = triton.cdiv(M, rows_per_program)
         dw_partial = torch.empty((programs, D), dtype=torch.float32, device=dy2.device)
-        block, warps = _launch_config(D)
+        block, warps = _launch_config(D, backward=True)
         _rms_norm_bwd_kernel[(programs,)](dy2, ds2, normed_input, weight, rstd, dx, dr, dw_partial,
                                           dy2.stride(0), ds2.stride(0), normed_input.stride(0),
                                           M, D, rows_per_program,
