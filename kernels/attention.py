@@ -310,39 +310,44 @@ def _attn_bwd_dq_kernel(Q, K, V, DO, LSE, DELTA, DQ, CU_Q, CU_K, num_seqs, group
              (dq * sm_scale).to(DQ.dtype.element_ty), mask=row_ok[:, None])
 
 
-# Tile candidates (BLOCK_M, BLOCK_N, warps, stages) per row width (head_dim * element size),
-# checked by compiling for sm_90 to fit in registers (no spills) and shared memory; the
-# autotuner keeps the fastest per head_dim and dtype. The interpreter runs one small shape so
+# Tile candidates (BLOCK_M, BLOCK_N, warps, stages) per head_dim class, each checked by
+# compiling for sm_90 to fit in registers (no spills) and shared memory; the autotuner keeps
+# the fastest per head_dim and dtype. fp32 inputs (3xTF32 products) get small tiles: that
+# path is for correctness checks, not speed. The interpreter runs one small shape so that
 # tiny test sequences still span several tiles.
 _TILES = {
-    "fwd": {128: [(128, 64, 4, 3), (128, 64, 8, 3), (128, 128, 8, 3)],
-            256: [(128, 64, 8, 3), (128, 128, 8, 3), (64, 64, 4, 3)],
-            None: [(64, 32, 4, 2), (32, 32, 4, 2)]},
-    "dkdv": {128: [(32, 64, 4, 3), (64, 64, 4, 2), (64, 128, 8, 2)],
-             256: [(32, 64, 4, 3), (32, 128, 8, 3), (16, 64, 4, 3)],
-             None: [(16, 32, 4, 2), (16, 64, 4, 2)]},
-    "dq": {128: [(64, 64, 4, 3), (128, 64, 8, 2), (128, 32, 4, 3)],
-           256: [(64, 64, 4, 3), (128, 64, 8, 2)],
-           None: [(32, 32, 4, 2), (64, 32, 4, 2)]},
+    "fwd": {"d64": [(128, 64, 4, 3), (128, 64, 8, 3), (128, 128, 8, 3)],
+            "d128": [(128, 64, 8, 3), (128, 128, 8, 3), (64, 64, 4, 3)],
+            "large": [(64, 32, 4, 2), (32, 32, 4, 2)],
+            "fp32": [(64, 32, 4, 2), (64, 64, 4, 2)]},
+    "dkdv": {"d64": [(32, 64, 4, 3), (64, 64, 4, 2), (64, 128, 8, 2)],
+             "d128": [(32, 64, 4, 3), (32, 128, 8, 3), (16, 64, 4, 3)],
+             "large": [(16, 32, 4, 2), (16, 64, 4, 2)],
+             "fp32": [(16, 32, 4, 2), (32, 32, 4, 2)]},
+    "dq": {"d64": [(64, 64, 4, 3), (128, 64, 8, 2), (128, 32, 4, 3)],
+           "d128": [(64, 64, 4, 3), (128, 64, 8, 2)],
+           "large": [(32, 32, 4, 2), (64, 32, 4, 2)],
+           "fp32": [(32, 32, 4, 2), (64, 32, 4, 2)]},
 }
 _INTERPRETER_TILE = {"fwd": (32, 16), "dkdv": (16, 32), "dq": (32, 16)}
 _KERNELS = {"fwd": _attn_fwd_kernel, "dkdv": _attn_bwd_dkdv_kernel, "dq": _attn_bwd_dq_kernel}
 
 
-def _row_class(head_dim: int, dtype: torch.dtype) -> int | None:
-    row_bytes = head_dim * torch.finfo(dtype).bits // 8
-    return 128 if row_bytes <= 128 else 256 if row_bytes <= 256 else None
+def _tile_class(head_dim: int, dtype: torch.dtype) -> str:
+    if dtype == torch.float32:
+        return "fp32"
+    return "d64" if head_dim <= 64 else "d128" if head_dim <= 128 else "large"
 
 
 @functools.lru_cache(maxsize=None)
-def _tuned(kind: str, row_class: int | None):
-    """The kernel wrapped in an autotuner over the tiles that suit this row width."""
+def _tuned(kind: str, tile_class: str):
+    """The kernel wrapped in an autotuner over the tiles of this head_dim class."""
     if INTERPRET:
         m, n = _INTERPRETER_TILE[kind]
         configs = [triton.Config({"BLOCK_M": m, "BLOCK_N": n})]
     else:
         configs = [triton.Config({"BLOCK_M": m, "BLOCK_N": n}, num_warps=w, num_stages=st)
-                   for m, n, w, st in _TILES[kind][row_class]]
+                   for m, n, w, st in _TILES[kind][tile_class]]
     key = ["HEAD_DIM", "PAGED"] if kind == "fwd" else ["HEAD_DIM"]
     return triton.autotune(configs, key=key)(_KERNELS[kind])
 
@@ -372,7 +377,7 @@ def _attention_forward(q, k, v, cu_q, cu_k, scale, block_tables):
         v_strides = (v.stride(0), v.stride(1), 0)
         bt, stride_bt, page_size = cu_k, 0, 1
     grid = lambda meta: (triton.cdiv(n_q, meta["BLOCK_M"]) + num_seqs, h_q)  # noqa: E731
-    kernel = _tuned("fwd", _row_class(head_dim, q.dtype))
+    kernel = _tuned("fwd", _tile_class(head_dim, q.dtype))
     kernel[grid](q, k, v, out, lse, cu_q, cu_k, bt, num_seqs, h_q // k.shape[-2], scale * LOG2E,
                  q.stride(0), q.stride(1), *k_strides, *v_strides, out.stride(0), out.stride(1),
                  lse.stride(0), stride_bt, page_size, PAGED=paged,
@@ -402,15 +407,14 @@ def _attention_backward(dout, q, k, v, out, lse, cu_q, cu_k, scale):
                dout.stride(0), dout.stride(1))
     group, scale_log2 = h_q // h_k, scale * LOG2E
     grid_k = lambda meta: (triton.cdiv(n_k, meta["BLOCK_N"]) + num_seqs, h_k)  # noqa: E731
-    row_class = _row_class(head_dim, q.dtype)
-    _tuned("dkdv", row_class)[grid_k](q, k, v, dout, lse, delta, dk, dv, cu_q, cu_k, num_seqs,
-                                      group, scale_log2, scale, *strides, dk.stride(0),
-                                      dk.stride(1), dv.stride(0), dv.stride(1), lse.stride(0),
-                                      **common)
+    tiles = _tile_class(head_dim, q.dtype)
+    _tuned("dkdv", tiles)[grid_k](q, k, v, dout, lse, delta, dk, dv, cu_q, cu_k, num_seqs, group,
+                                  scale_log2, scale, *strides, dk.stride(0), dk.stride(1),
+                                  dv.stride(0), dv.stride(1), lse.stride(0), **common)
     grid_q = lambda meta: (triton.cdiv(n_q, meta["BLOCK_M"]) + num_seqs, h_q)  # noqa: E731
-    _tuned("dq", row_class)[grid_q](q, k, v, dout, lse, delta, dq, cu_q, cu_k, num_seqs, group,
-                                    scale_log2, scale, *strides, dq.stride(0), dq.stride(1),
-                                    lse.stride(0), **common)
+    _tuned("dq", tiles)[grid_q](q, k, v, dout, lse, delta, dq, cu_q, cu_k, num_seqs, group,
+                                scale_log2, scale, *strides, dq.stride(0), dq.stride(1),
+                                lse.stride(0), **common)
     return dq, dk, dv
 
 

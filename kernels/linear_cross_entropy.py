@@ -106,8 +106,8 @@ def _chunked_forward(hidden, weight, labels, ignore_index, reduction, need_hidde
     loss = losses.sum()
     if mean:
         loss = loss / n_valid
-    if grad_weight is not None:
-        grad_weight = grad_weight.to(weight.dtype)
+    if need_weight_grad:
+        grad_weight = torch.zeros_like(weight) if grad_weight is None else grad_weight.to(weight.dtype)
     return loss, grad_hidden, grad_weight
 
 

@@ -102,13 +102,13 @@ class _RMSNormFunction(torch.autograd.Function):
                              device=x.device)
         else:
             r2 = s2 = x2
-        norm_dtype = s2.dtype
-        y2 = torch.empty((M, D), dtype=torch.promote_types(weight.dtype, norm_dtype), device=x.device)
+        y2 = torch.empty((M, D), dtype=torch.promote_types(weight.dtype, s2.dtype), device=x.device)
         rstd = torch.empty(M, dtype=torch.float32, device=x.device)
-        block, warps = _launch_config(D)
-        _rms_norm_fwd_kernel[(M,)](x2, r2, s2, y2, weight, rstd, x2.stride(0), r2.stride(0),
-                                   s2.stride(0), y2.stride(0), D, eps,
-                                   HAS_RESIDUAL=has_residual, BLOCK_D=block, num_warps=warps)
+        if M:
+            block, warps = _launch_config(D)
+            _rms_norm_fwd_kernel[(M,)](x2, r2, s2, y2, weight, rstd, x2.stride(0), r2.stride(0),
+                                       s2.stride(0), y2.stride(0), D, eps,
+                                       HAS_RESIDUAL=has_residual, BLOCK_D=block, num_warps=warps)
         ctx.save_for_backward(s2 if has_residual else x2, weight, rstd)
         ctx.has_residual, ctx.shape = has_residual, shape
         ctx.dtypes = (x.dtype, residual.dtype if has_residual else None)
@@ -121,25 +121,27 @@ class _RMSNormFunction(torch.autograd.Function):
     def backward(ctx, dy, ds=None):
         normed_input, weight, rstd = ctx.saved_tensors
         M, D = normed_input.shape
+        # an output nobody used arrives as None (materialize_grads is off)
         dy2 = rows_view(dy) if dy is not None else torch.zeros_like(normed_input)
-        has_ds = ctx.has_residual and ds is not None
-        ds2 = rows_view(ds) if has_ds else dy2
-        if ctx.has_residual and not has_ds:
-            ds2 = torch.zeros_like(normed_input)
+        ds2 = dy2                                    # unused unless there is a residual
+        if ctx.has_residual:
+            ds2 = rows_view(ds) if ds is not None else torch.zeros_like(normed_input)
         x_dtype, r_dtype = ctx.dtypes
         dx = torch.empty((M, D), dtype=x_dtype, device=dy2.device)
         dr = torch.empty((M, D), dtype=r_dtype, device=dy2.device) if ctx.has_residual else dx
-        programs = max(1, min(M, device_sms(dy2) * 4))
-        rows_per_program = triton.cdiv(M, programs)
-        programs = triton.cdiv(M, rows_per_program)
-        dw_partial = torch.empty((programs, D), dtype=torch.float32, device=dy2.device)
-        block, warps = _launch_config(D, backward=True)
-        _rms_norm_bwd_kernel[(programs,)](dy2, ds2, normed_input, weight, rstd, dx, dr, dw_partial,
-                                          dy2.stride(0), ds2.stride(0), normed_input.stride(0),
-                                          M, D, rows_per_program,
-                                          HAS_RESIDUAL=ctx.has_residual, BLOCK_D=block,
-                                          num_warps=warps)
-        dw = dw_partial.sum(0).to(weight.dtype)
+        dw = torch.zeros_like(weight)
+        if M:
+            programs = min(M, device_sms(dy2) * 4)
+            rows_per_program = triton.cdiv(M, programs)
+            programs = triton.cdiv(M, rows_per_program)
+            dw_partial = torch.empty((programs, D), dtype=torch.float32, device=dy2.device)
+            block, warps = _launch_config(D, backward=True)
+            _rms_norm_bwd_kernel[(programs,)](dy2, ds2, normed_input, weight, rstd, dx, dr,
+                                              dw_partial, dy2.stride(0), ds2.stride(0),
+                                              normed_input.stride(0), M, D, rows_per_program,
+                                              HAS_RESIDUAL=ctx.has_residual, BLOCK_D=block,
+                                              num_warps=warps)
+            dw = dw_partial.sum(0).to(weight.dtype)
         if ctx.has_residual:
             return dx.view(ctx.shape), dr.view(ctx.shape), dw, None
         return dx.view(ctx.shape), None, dw, None
