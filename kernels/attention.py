@@ -57,8 +57,9 @@ def varlen_attention_reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
 # end to end (grid = cdiv(N, BLOCK) + S bounds the tile count), so the host never has to read
 # the longest length back from the GPU; `_tile_of_program` maps a program to its
 # (sequence, tile). Scores live in log2 units (scale * log2 e folded in) so softmax uses exp2,
-# and the saved log-sum-exp is in those units too. Key tiles that every query row of a tile
-# can see are processed without the causal mask; only tiles crossing the diagonal pay for it.
+# and the saved log-sum-exp is in those units too. In the forward and dQ kernels, key tiles
+# that every query row of a tile can see skip the causal mask; only tiles crossing the
+# diagonal pay for it. The backward recomputes P from the saved log-sum-exp (FA2).
 
 
 @triton.jit
@@ -236,9 +237,10 @@ def _attn_bwd_dkdv_kernel(Q, K, V, DO, LSE, DELTA, DK, DV, CU_Q, CU_K, num_seqs,
         dp_t = mma(v, tl.trans(do), tl.zeros([BLOCK_N, BLOCK_M], tl.float32), PRECISION)
         ds_t = p_t * (dp_t - delta[None, :])
         dk = mma(ds_t.to(q.dtype), q, dk, PRECISION)
-    tl.store(DK + k_rows * stride_dkn + hk * stride_dkh + d, (dk * sm_scale).to(DK.dtype.element_ty),
+    dk = (dk * sm_scale).to(DK.dtype.element_ty)
+    tl.store(DK + k_rows * stride_dkn + hk * stride_dkh + d, dk, mask=col_ok)
+    tl.store(DV + k_rows * stride_dvn + hk * stride_dvh + d, dv.to(DV.dtype.element_ty),
              mask=col_ok)
-    tl.store(DV + k_rows * stride_dvn + hk * stride_dvh + d, dv.to(DV.dtype.element_ty), mask=col_ok)
 
 
 @triton.jit

@@ -107,7 +107,8 @@ def _chunked_forward(hidden, weight, labels, ignore_index, reduction, need_hidde
     if mean:
         loss = loss / n_valid
     if need_weight_grad:
-        grad_weight = torch.zeros_like(weight) if grad_weight is None else grad_weight.to(weight.dtype)
+        grad_weight = (torch.zeros_like(weight) if grad_weight is None
+                       else grad_weight.to(weight.dtype))
     return loss, grad_hidden, grad_weight
 
 

@@ -64,14 +64,16 @@ def _paged_decode_split_kernel(Q, K_CACHE, V_CACHE, BLOCK_TABLES, CONTEXT_LENS, 
         page = tl.load(BLOCK_TABLES + b * stride_bt + t // page_size, mask=t_ok, other=0)
         page = page.to(tl.int64)[:, None]
         slot = (t % page_size).to(tl.int64)[:, None]
-        k = tl.load(K_CACHE + page * stride_kb + slot * stride_ks + d, mask=t_ok[:, None], other=0.0)
+        k = tl.load(K_CACHE + page * stride_kb + slot * stride_ks + d, mask=t_ok[:, None],
+                    other=0.0)
         s = mma(q, tl.trans(k), tl.zeros([BLOCK_G, BLOCK_N], tl.float32), PRECISION) * scale_log2
         s = tl.where(t_ok[None, :], s, float("-inf"))
         m_new = tl.maximum(m_i, tl.max(s, axis=1))
         alpha = tl.exp2(m_i - m_new)
         p = tl.exp2(s - m_new[:, None])
         l_i = l_i * alpha + tl.sum(p, axis=1)
-        v = tl.load(V_CACHE + page * stride_vb + slot * stride_vs + d, mask=t_ok[:, None], other=0.0)
+        v = tl.load(V_CACHE + page * stride_vb + slot * stride_vs + d, mask=t_ok[:, None],
+                    other=0.0)
         acc = mma(p.to(v.dtype), v, acc * alpha[:, None], PRECISION)
         m_i = m_new
     # an empty split (short context) leaves l_i = 0: partial output 0 with weight exp2(-inf)
@@ -150,5 +152,6 @@ def paged_decode_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torc
         num_warps=4, num_stages=2)
     _paged_decode_reduce_kernel[(batch, h_q)](
         part_out, part_lse, out, splits, out.stride(0), out.stride(1),
-        BLOCK_S=triton.next_power_of_2(splits), HEAD_DIM=head_dim, num_warps=1 if head_dim <= 64 else 2)
+        BLOCK_S=triton.next_power_of_2(splits), HEAD_DIM=head_dim,
+        num_warps=1 if head_dim <= 64 else 2)
     return out

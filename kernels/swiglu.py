@@ -56,7 +56,8 @@ class _SwiGLUFunction(torch.autograd.Function):
     def forward(ctx, gate, up):
         g2, u2 = _rows(gate), _rows(up)
         M, I = g2.shape
-        out = torch.empty((M, I), dtype=torch.promote_types(gate.dtype, up.dtype), device=gate.device)
+        out_dtype = torch.promote_types(gate.dtype, up.dtype)
+        out = torch.empty((M, I), dtype=out_dtype, device=gate.device)
         if M:
             grid, block, warps = _grid(M, I)
             _swiglu_fwd_kernel[grid](g2, u2, out, g2.stride(0), u2.stride(0), I, BLOCK=block,
