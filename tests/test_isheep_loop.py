@@ -93,7 +93,7 @@ def test_kill_mid_stage_then_resume_gives_the_same_data(stage_file, reference_ru
     run_dir = tmp_path / "run"
     args = ["--config", str(TINY), "--run-dir", str(run_dir), *SMALL]
     script = SLOW_RECIPE % str(ROOT / "recipes" / "isheep_qwen.py")
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, "-c", script, *args], env=env, cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     partial = run_dir / "iter_01" / stage_file
