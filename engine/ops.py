@@ -1,8 +1,10 @@
 """The one switch between Triton kernels and torch reference ops.
 
-The model calls only the functions below. Triton is used on CUDA, the torch reference
-elsewhere; `SHEEP_OPS=torch|triton` (or `set_backend`) forces one. `triton` on a CPU means
-the Triton interpreter, which needs `TRITON_INTERPRET=1` set before triton is imported.
+The model calls only the functions below. By default each call picks by where its tensors
+live: Triton for CUDA tensors, the torch reference for CPU tensors (so a CPU model works on a
+GPU machine too). `SHEEP_OPS=torch|triton` (or `set_backend`) forces one for every call;
+`triton` on CPU tensors means the Triton interpreter, which needs `TRITON_INTERPRET=1` set
+before triton is imported.
 """
 from __future__ import annotations
 
@@ -38,20 +40,23 @@ _OPS = {
 _backend: str | None = None
 
 
-def default_backend() -> str:
+def forced_backend() -> str | None:
+    """The backend set_backend or SHEEP_OPS forces, or None (pick by tensor device)."""
+    if _backend is not None:
+        return _backend
     forced = os.environ.get("SHEEP_OPS")
+    if forced and forced not in BACKENDS:
+        raise ValueError(f"SHEEP_OPS={forced!r}: expected one of {BACKENDS}")
+    return forced or None
+
+
+def backend(x: torch.Tensor | None = None) -> str:
+    """The backend a call on tensor x uses (without x: as if x were on the default GPU)."""
+    forced = forced_backend()
     if forced:
-        if forced not in BACKENDS:
-            raise ValueError(f"SHEEP_OPS={forced!r}: expected one of {BACKENDS}")
         return forced
-    return "triton" if torch.cuda.is_available() else "torch"
-
-
-def backend() -> str:
-    global _backend
-    if _backend is None:
-        _backend = default_backend()
-    return _backend
+    on_cuda = x.is_cuda if x is not None else torch.cuda.is_available()
+    return "triton" if on_cuda else "torch"
 
 
 def set_backend(name: str | None) -> None:
@@ -62,41 +67,41 @@ def set_backend(name: str | None) -> None:
     _backend = name
 
 
-def _impl(name: str):
+def _impl(name: str, x: torch.Tensor):
     reference, module, attr = _OPS[name]
-    if backend() == "torch":
+    if backend(x) == "torch":
         return reference
     return getattr(importlib.import_module(module), attr)
 
 
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-    return _impl("rms_norm")(x, weight, eps)
+    return _impl("rms_norm", x)(x, weight, eps)
 
 
 def add_rms_norm(x, residual, weight, eps):
     """Returns (rms_norm(x + residual), x + residual)."""
-    return _impl("add_rms_norm")(x, residual, weight, eps)
+    return _impl("add_rms_norm", x)(x, residual, weight, eps)
 
 
 def rope(q, k, positions, cos_sin):
-    return _impl("rope")(q, k, positions, cos_sin)
+    return _impl("rope", q)(q, k, positions, cos_sin)
 
 
 def swiglu(gate, up):
-    return _impl("swiglu")(gate, up)
+    return _impl("swiglu", gate)(gate, up)
 
 
 def varlen_attention(q, k, v, cu_seqlens_q, cu_seqlens_k, scale, block_tables=None):
-    return _impl("varlen_attention")(q, k, v, cu_seqlens_q, cu_seqlens_k, scale, block_tables)
+    return _impl("varlen_attention", q)(q, k, v, cu_seqlens_q, cu_seqlens_k, scale, block_tables)
 
 
 def paged_decode_attention(q, k_cache, v_cache, block_tables, context_lens, scale):
-    return _impl("paged_decode_attention")(q, k_cache, v_cache, block_tables, context_lens, scale)
+    return _impl("paged_decode_attention", q)(q, k_cache, v_cache, block_tables, context_lens, scale)
 
 
 def store_kvcache(k, v, k_cache, v_cache, slot_mapping):
-    return _impl("store_kvcache")(k, v, k_cache, v_cache, slot_mapping)
+    return _impl("store_kvcache", k)(k, v, k_cache, v_cache, slot_mapping)
 
 
 def linear_cross_entropy(hidden, weight, labels, ignore_index=-100, reduction="sum"):
-    return _impl("linear_cross_entropy")(hidden, weight, labels, ignore_index, reduction)
+    return _impl("linear_cross_entropy", hidden)(hidden, weight, labels, ignore_index, reduction)

@@ -15,12 +15,23 @@ def restore_backend():
 
 
 def test_triton_backend_resolves_every_op_to_its_kernel(restore_backend):
+    x = torch.zeros(1)
     ops.set_backend("triton")
     for name, (reference, module, attr) in ops._OPS.items():
         kernel = getattr(importlib.import_module(module), attr)
-        assert ops._impl(name) is kernel and kernel is not reference, name
+        assert ops._impl(name, x) is kernel and kernel is not reference, name
     ops.set_backend("torch")
-    assert all(ops._impl(name) is ref for name, (ref, _, _) in ops._OPS.items())
+    assert all(ops._impl(name, x) is ref for name, (ref, _, _) in ops._OPS.items())
+
+
+def test_default_picks_by_tensor_device(restore_backend, monkeypatch):
+    monkeypatch.delenv("SHEEP_OPS", raising=False)
+    ops.set_backend(None)
+    assert ops.backend(torch.zeros(1)) == "torch"          # CPU tensors: reference, even on a GPU box
+    meta = torch.zeros(1, device="meta")
+    assert ops.backend(meta) == "torch"
+    monkeypatch.setenv("SHEEP_OPS", "triton")
+    assert ops.backend(torch.zeros(1)) == "triton"         # forced: the interpreter on a CPU
 
 
 def test_both_backends_agree_through_engine_ops(restore_backend):
