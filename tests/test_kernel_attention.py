@@ -3,6 +3,7 @@ GQA, bottom-right causal alignment, a length-1 sequence, paged K/V through block
 import pytest
 import torch
 
+from conftest import DEVICE
 from kernels.attention import varlen_attention, varlen_attention_reference
 
 # fp32: products are exact fp32 on both sides, only summation order differs.
@@ -14,14 +15,14 @@ GRAD_TOL = {torch.float32: dict(atol=1e-4, rtol=1e-4), torch.bfloat16: dict(atol
 def _cu(lengths):
     cu = torch.zeros(len(lengths) + 1, dtype=torch.int32)
     cu[1:] = torch.tensor(lengths).cumsum(0)
-    return cu
+    return cu.to(DEVICE)
 
 
 def _compare_packed(len_q, len_k, hq, hk, d, dtype, seed=0):
     torch.manual_seed(seed)
     cu_q, cu_k = _cu(len_q), _cu(len_k)
-    q = torch.randn(sum(len_q), hq, d, dtype=dtype)
-    kv = torch.randn(sum(len_k), 2 * hk, d, dtype=dtype)
+    q = torch.randn(sum(len_q), hq, d, dtype=dtype, device=DEVICE)
+    kv = torch.randn(sum(len_k), 2 * hk, d, dtype=dtype, device=DEVICE)
     k, v = kv[:, :hk], kv[:, hk:]            # strided views, as from a fused projection
     grad = torch.randn_like(q)
     scale = d ** -0.5
@@ -61,14 +62,15 @@ def test_paged_keys_through_block_tables(dtype):
     torch.manual_seed(4)
     hq, hk, d, page, num_pages = 6, 2, 16, 4, 16
     len_q, len_k = [5, 1, 8], [13, 1, 20]
-    k_cache = torch.randn(num_pages, page, hk, d, dtype=dtype)
-    v_cache = torch.randn(num_pages, page, hk, d, dtype=dtype)
+    k_cache = torch.randn(num_pages, page, hk, d, dtype=dtype, device=DEVICE)
+    v_cache = torch.randn(num_pages, page, hk, d, dtype=dtype, device=DEVICE)
     # pages handed out out of order; unused table entries point at page 0
     block_tables = torch.zeros(3, 6, dtype=torch.int32)
     block_tables[0, :4] = torch.tensor([7, 2, 11, 0])
     block_tables[1, :1] = torch.tensor([5])
     block_tables[2, :5] = torch.tensor([1, 15, 3, 9, 12])
-    q = torch.randn(sum(len_q), hq, d, dtype=dtype)
+    block_tables = block_tables.to(DEVICE)
+    q = torch.randn(sum(len_q), hq, d, dtype=dtype, device=DEVICE)
     cu_q, cu_k = _cu(len_q), _cu(len_k)
     out = varlen_attention(q, k_cache, v_cache, cu_q, cu_k, 0.25, block_tables)
     ref = varlen_attention_reference(q, k_cache, v_cache, cu_q, cu_k, 0.25, block_tables)
@@ -76,7 +78,7 @@ def test_paged_keys_through_block_tables(dtype):
 
 
 def test_rejects_head_dim_that_is_not_a_power_of_two():
-    q = torch.randn(4, 2, 24)
+    q = torch.randn(4, 2, 24, device=DEVICE)
     cu = _cu([4])
     with pytest.raises(ValueError, match="head_dim 24"):
         varlen_attention(q, q, q, cu, cu, 1.0)

@@ -2,6 +2,7 @@
 import pytest
 import torch
 
+from conftest import DEVICE
 from kernels.linear_cross_entropy import linear_cross_entropy, linear_cross_entropy_reference
 
 # fp32: the loss sums ~40 fp32 terms. bf16: logits and d(logits) are rounded to bf16 before
@@ -11,18 +12,19 @@ GRAD_TOL = {torch.float32: dict(atol=1e-5, rtol=1e-4), torch.bfloat16: dict(atol
 
 
 def _labels(n, vocab, ignore_index, gen):
-    labels = torch.randint(0, vocab, (n,), generator=gen)
-    labels[torch.rand(n, generator=gen) < 0.3] = ignore_index    # prompt tokens are masked
+    labels = torch.randint(0, vocab, (n,), generator=gen, device=DEVICE)
+    masked = torch.rand(n, generator=gen, device=DEVICE) < 0.3     # prompt tokens are masked
+    labels[masked] = ignore_index
     return labels
 
 
 @pytest.mark.parametrize("dtype,reduction,grad_output", [
     (torch.float32, "sum", 1.0), (torch.float32, "mean", 0.5), (torch.bfloat16, "mean", 1.0)])
 def test_matches_reference_loss_and_grads(dtype, reduction, grad_output):
-    gen = torch.Generator().manual_seed(0)
+    gen = torch.Generator(device=DEVICE).manual_seed(0)
     n, d, vocab = 37, 32, 203      # 3 chunks of 16 tokens, vocab split over 4 blocks of 64
-    hidden = torch.randn(n, d, generator=gen).to(dtype)
-    weight = (0.3 * torch.randn(vocab, d, generator=gen)).to(dtype)
+    hidden = torch.randn(n, d, generator=gen, device=DEVICE).to(dtype)
+    weight = (0.3 * torch.randn(vocab, d, generator=gen, device=DEVICE)).to(dtype)
     labels = _labels(n, vocab, -100, gen)
     ha, wa = hidden.clone().requires_grad_(), weight.clone().requires_grad_()
     hb, wb = hidden.clone().requires_grad_(), weight.clone().requires_grad_()
@@ -38,9 +40,9 @@ def test_matches_reference_loss_and_grads(dtype, reduction, grad_output):
 
 
 def test_custom_ignore_index_and_frozen_head():
-    gen = torch.Generator().manual_seed(1)
-    hidden = torch.randn(21, 16, generator=gen)
-    weight = torch.randn(130, 16, generator=gen)          # frozen lm_head (e.g. LoRA)
+    gen = torch.Generator(device=DEVICE).manual_seed(1)
+    hidden = torch.randn(21, 16, generator=gen, device=DEVICE)
+    weight = torch.randn(130, 16, generator=gen, device=DEVICE)   # frozen lm_head (e.g. LoRA)
     labels = _labels(21, 130, 7, gen)
     labels[labels == 7] = 8
     labels[::4] = 7                                        # ignore_index that is a real token id
@@ -56,8 +58,9 @@ def test_custom_ignore_index_and_frozen_head():
 
 
 def test_no_grad_returns_the_loss_only():
-    gen = torch.Generator().manual_seed(2)
-    hidden, weight = torch.randn(9, 16, generator=gen), torch.randn(100, 16, generator=gen)
+    gen = torch.Generator(device=DEVICE).manual_seed(2)
+    hidden = torch.randn(9, 16, generator=gen, device=DEVICE)
+    weight = torch.randn(100, 16, generator=gen, device=DEVICE)
     labels = _labels(9, 100, -100, gen)
     with torch.no_grad():
         loss = linear_cross_entropy(hidden.requires_grad_(), weight, labels)

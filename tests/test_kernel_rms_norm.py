@@ -2,6 +2,7 @@
 import pytest
 import torch
 
+from conftest import DEVICE
 from kernels.rms_norm import add_rms_norm, add_rms_norm_reference, rms_norm, rms_norm_reference
 
 # fp32: same math, only summation order differs. bf16: outputs are rounded to bf16 (2^-8
@@ -18,9 +19,9 @@ def _leaves(*tensors):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_rms_norm_matches_reference_forward_and_grads(dtype):
     torch.manual_seed(0)
-    x = torch.randn(3, 13, 48, dtype=dtype)          # 39 rows, D not a power of two
-    w = (1 + 0.1 * torch.randn(48)).to(dtype)
-    grad = torch.randn(3, 13, 48, dtype=dtype)
+    x = torch.randn(3, 13, 48, dtype=dtype, device=DEVICE)   # 39 rows, D not a power of two
+    w = (1 + 0.1 * torch.randn(48, device=DEVICE)).to(dtype)
+    grad = torch.randn(3, 13, 48, dtype=dtype, device=DEVICE)
     xa, wa = _leaves(x, w)
     xb, wb = _leaves(x, w)
     ya = rms_norm(xa, wa, 1e-6)
@@ -36,9 +37,9 @@ def test_rms_norm_matches_reference_forward_and_grads(dtype):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_add_rms_norm_matches_reference_and_routes_both_gradients(dtype):
     torch.manual_seed(1)
-    x, r = torch.randn(37, 64, dtype=dtype), torch.randn(37, 64, dtype=dtype)
-    w = (1 + 0.1 * torch.randn(64)).to(dtype)
-    gy, gs = torch.randn(37, 64, dtype=dtype), torch.randn(37, 64, dtype=dtype)
+    x, r = (torch.randn(37, 64, dtype=dtype, device=DEVICE) for _ in range(2))
+    w = (1 + 0.1 * torch.randn(64, device=DEVICE)).to(dtype)
+    gy, gs = (torch.randn(37, 64, dtype=dtype, device=DEVICE) for _ in range(2))
     xa, ra, wa = _leaves(x, r, w)
     xb, rb, wb = _leaves(x, r, w)
     ya, sa = add_rms_norm(xa, ra, wa, 1e-5)
@@ -55,7 +56,8 @@ def test_add_rms_norm_matches_reference_and_routes_both_gradients(dtype):
 
 def test_add_rms_norm_when_only_the_normed_output_is_used():
     torch.manual_seed(2)
-    x, r, w = torch.randn(5, 32), torch.randn(5, 32), torch.rand(32) + 0.5
+    x, r = torch.randn(5, 32, device=DEVICE), torch.randn(5, 32, device=DEVICE)
+    w = torch.rand(32, device=DEVICE) + 0.5
     xa, ra, wa = _leaves(x, r, w)
     xb, rb, wb = _leaves(x, r, w)
     add_rms_norm(xa, ra, wa, 1e-6)[0].square().sum().backward()
@@ -66,8 +68,8 @@ def test_add_rms_norm_when_only_the_normed_output_is_used():
 
 def test_rms_norm_accepts_a_strided_view():
     torch.manual_seed(3)
-    big = torch.randn(9, 80)
+    big = torch.randn(9, 80, device=DEVICE)
     x = big[:, 8:72]                       # rows 80 apart, last dim contiguous
-    w = torch.rand(64) + 0.5
+    w = torch.rand(64, device=DEVICE) + 0.5
     torch.testing.assert_close(rms_norm(x, w, 1e-6), rms_norm_reference(x, w, 1e-6),
                                atol=1e-5, rtol=1e-5)

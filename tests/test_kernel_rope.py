@@ -5,15 +5,17 @@ import math
 import pytest
 import torch
 
+from conftest import DEVICE
 from kernels.rope import rope, rope_reference
 
 TOL = {torch.float32: dict(atol=1e-5, rtol=1e-5), torch.bfloat16: dict(atol=2e-2, rtol=2e-2)}
 
 
 def cos_sin_cache(inv_freq: torch.Tensor, max_pos: int) -> torch.Tensor:
-    """[max_pos, D] fp32: cos of position * inv_freq in the first half, sin in the second."""
+    """[max_pos, D] fp32 on DEVICE: cos of position * inv_freq in the first half, sin in the
+    second (computed on the CPU, so every device tests the same table)."""
     angles = torch.arange(max_pos, dtype=torch.float32)[:, None] * inv_freq[None, :]
-    return torch.cat((angles.cos(), angles.sin()), dim=-1)
+    return torch.cat((angles.cos(), angles.sin()), dim=-1).to(DEVICE)
 
 
 def default_inv_freq(head_dim: int, base: float) -> torch.Tensor:
@@ -57,20 +59,21 @@ def test_rope_matches_reference_with_packed_positions(dtype):
     torch.manual_seed(0)
     n, hq, hk, d = 23, 7, 1, 32
     # three packed sequences of lengths 11, 1, 11: positions restart per sequence
-    positions = torch.cat([torch.arange(11), torch.arange(1), torch.arange(5, 16)])
+    positions = torch.cat([torch.arange(11), torch.arange(1), torch.arange(5, 16)]).to(DEVICE)
     cos_sin = cos_sin_cache(default_inv_freq(d, 10000.0), 64)
-    _check(torch.randn(n, hq, d, dtype=dtype), torch.randn(n, hk, d, dtype=dtype),
+    _check(torch.randn(n, hq, d, dtype=dtype, device=DEVICE),
+           torch.randn(n, hk, d, dtype=dtype, device=DEVICE),
            positions, cos_sin, dtype)
 
 
 def test_rope_reads_strided_views_of_a_fused_qkv_projection():
     torch.manual_seed(1)
     n, hq, hk, d = 17, 4, 2, 16
-    qkv = torch.randn(n, (hq + 2 * hk) * d)
+    qkv = torch.randn(n, (hq + 2 * hk) * d, device=DEVICE)
     q = qkv[:, :hq * d].view(n, hq, d)
     k = qkv[:, hq * d:(hq + hk) * d].view(n, hk, d)
     assert not q.is_contiguous() and not k.is_contiguous()
-    positions = torch.randint(0, 100, (n,), dtype=torch.int32)
+    positions = torch.randint(0, 100, (n,), dtype=torch.int32, device=DEVICE)
     _check(q, k, positions, cos_sin_cache(default_inv_freq(d, 1e6), 100), torch.float32)
 
 
@@ -85,6 +88,6 @@ def test_rope_with_llama3_scaled_frequencies_at_long_positions():
     torch.testing.assert_close(inv_freq[-1], plain[-1] / 8)
     assert ((inv_freq < plain) & (inv_freq > plain / 8)).any()
     max_pos = 20000
-    positions = torch.tensor([0, 1, 8191, 8192, 12345, 19999, 4096, 77])
-    q, k = torch.randn(8, 2, d), torch.randn(8, 1, d)
+    positions = torch.tensor([0, 1, 8191, 8192, 12345, 19999, 4096, 77], device=DEVICE)
+    q, k = torch.randn(8, 2, d, device=DEVICE), torch.randn(8, 1, d, device=DEVICE)
     _check(q, k, positions, cos_sin_cache(inv_freq, max_pos), torch.float32)

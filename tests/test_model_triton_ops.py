@@ -1,8 +1,10 @@
-"""The whole model on the Triton kernels (interpreter on CPU) against the torch reference ops:
-same logits and gradients, and the same greedy generation through paged attention."""
+"""The whole model on the Triton kernels (native on CUDA, the interpreter on CPU) against the
+torch reference ops: same logits and gradients, and the same greedy generation through paged
+attention."""
 import pytest
 import torch
 
+from conftest import DEVICE
 from engine import load_model, ops
 from engine.attention import AttentionMetadata
 
@@ -26,14 +28,14 @@ def test_packed_forward_and_gradients_match_torch_ops(backend, tmp_path):
     # qwen3 covers the q/k norms; the preset's head_dim 16 suits the attention kernel
     from engine.presets import write_tiny
     d = write_tiny(tmp_path / "m", model_type="qwen3", num_attention_heads=4, num_key_value_heads=2)
-    model = load_model(d, dtype=torch.float32).train()
+    model = load_model(d, dtype=torch.float32, device=DEVICE).train()
     lengths = [7, 1, 12]
-    g = torch.Generator().manual_seed(0)
-    ids = torch.randint(0, model.config.vocab_size, (sum(lengths),), generator=g)
-    positions = torch.cat([torch.arange(n) for n in lengths])
+    g = torch.Generator(device=DEVICE).manual_seed(0)
+    ids = torch.randint(0, model.config.vocab_size, (sum(lengths),), generator=g, device=DEVICE)
+    positions = torch.cat([torch.arange(n) for n in lengths]).to(DEVICE)
     labels = ids.roll(-1).clone()
     labels[::3] = -100
-    meta = AttentionMetadata.for_lengths(lengths, "cpu")
+    meta = AttentionMetadata.for_lengths(lengths, DEVICE)
     results = {}
     for name in ("torch", "triton"):
         backend(name)
@@ -55,7 +57,7 @@ def test_greedy_generation_matches_torch_ops(backend, tmp_path):
     outs = {}
     for name in ("torch", "triton"):
         backend(name)
-        llm = LLM(d, dtype=torch.float32, device="cpu", block_size=4, kv_cache_bytes=1 << 20)
+        llm = LLM(d, dtype=torch.float32, device=DEVICE, block_size=4, kv_cache_bytes=1 << 20)
         outs[name] = [o.token_ids for o in llm.generate(prompts, params, use_tqdm=False)]
         llm.close()
     assert outs["torch"] == outs["triton"]
