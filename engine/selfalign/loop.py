@@ -112,6 +112,8 @@ def prepare_base_model(cfg: IsheepConfig, run: RunDirectory) -> Path:
 
 def run_isheep(cfg: IsheepConfig) -> RunDirectory:
     rank, world = init_distributed()
+    if cfg.run.cpu_threads and _device(cfg.run) == "cpu":
+        torch.set_num_threads(cfg.run.cpu_threads)
     run = RunDirectory(cfg.run_dir, is_writer=rank == 0)
     if rank == 0:
         run.root.mkdir(parents=True, exist_ok=True)

@@ -26,6 +26,7 @@ class RunSettings:
     seed: int = 0
     device: str = "auto"              # auto | cpu | cuda
     dtype: str = "auto"               # auto (bf16 on GPU, fp32 on CPU) | float32 | bfloat16
+    cpu_threads: int = 0              # torch threads on a CPU run; 0 = torch's default
     random_model_note: bool = False   # the report says plainly that the model is random
 
 
