@@ -131,3 +131,36 @@ def test_two_ranks_produce_the_same_data_as_one(reference_run, tmp_path):
     for name in want:
         assert got[name] == want[name], name
     assert (run_dir / "iter_01" / "model" / "model.safetensors").is_file()
+
+
+
+def test_ablation_settings_change_what_the_loop_does(tmp_path):
+    run_dir = tmp_path / "run"
+    # threshold 1: every expected score is above it, so both iterations bring data
+    cfg = _cfg(run_dir, ["run.iterations=2", "assessment.judge=self", "assessment.threshold=1",
+                         "training.start_from=previous",
+                         "training.data=cumulative", "training.method=lora", "eval.enabled=false"])
+    run_isheep(cfg)
+    stages = json.loads((run_dir / "manifest.json").read_text())["iterations"]
+    # cumulative data: iteration 2 trains on iteration 1's kept pairs too
+    train1 = read_jsonl(run_dir / "iter_01" / "train.jsonl")
+    train2 = read_jsonl(run_dir / "iter_02" / "train.jsonl")
+    assert train1 and {r["id"] for r in train1} < {r["id"] for r in train2}
+    # from the previous model, with LoRA merged into an HF-layout export
+    model2 = stages["2"]["stages"]["model"]["counts"]
+    assert model2["trained"] and model2["start"].endswith("iter_01/model")
+    assert (run_dir / "iter_02" / "model" / "model.safetensors").is_file()
+
+
+def test_both_scorings_run_and_the_sampled_one_decides(tmp_path):
+    run_dir = tmp_path / "run"
+    run_isheep(_cfg(run_dir, ["assessment.mode=both", "eval.enabled=false"]))
+    assessed = read_jsonl(run_dir / "iter_01" / "assessed.jsonl")
+    assert assessed and all(set(r) >= {"scores", "logprob_scores", "keep", "keep_logprob"} for r in assessed)
+    # a random model never writes a parseable score: the reference rule keeps nothing, while
+    # the log-prob scores (kept for the comparison) would have kept some
+    assert all(r["keep"] == all(v is not None and v > 5.13 for v in r["scores"].values()) for r in assessed)
+    assert any(r["keep_logprob"] for r in assessed)
+    counts = json.loads((run_dir / "manifest.json").read_text())["iterations"]["1"]["stages"]
+    assert counts["model"]["counts"]["trained"] is False   # nothing to train on: M_1 = M_0
+    assert "Sampled-and-parsed versus log-prob scoring" in (run_dir / "report.md").read_text()

@@ -180,7 +180,8 @@ def _plot(run: RunDirectory, iters: list[int], counts: dict, evals: dict, out: P
                     ax.hist(vals, bins=[x + 0.5 for x in range(0, 11)], alpha=0.5, label=f"iter {it}")
             ax.set_title(f"{kind} scores")
             ax.set_xlabel("score")
-        axes[0].legend()
+        if axes[0].get_legend_handles_labels()[0]:
+            axes[0].legend()
         fig.tight_layout()
         fig.savefig(out / "scores.png", dpi=90)
         plt.close(fig)
