@@ -98,3 +98,27 @@ def test_pair_correctness_of_nothing_verifiable_and_of_bad_records():
     with pytest.raises(ValueError, match=r"kept_records\[1\]: record has no 'output'"):
         kept_pair_correctness([_record(TASKS[0], True), {"instruction": "x", "answer": "y"}])
     assert pair_correctness([])["n"] == 0 and pair_correctness([])["verifiable_share"] is None
+
+
+def test_task_list_quality_counts_items_as_the_loop_parses_them():
+    from engine.selfalign.synthesis import format_example_block
+    from engine.world.corpus import as_seed
+    from engine.world.measure import task_list_quality
+    from engine.world.tasks import sample_task
+
+    rng = random.Random(0)
+    tasks = [sample_task(rng) for _ in range(3)]
+    # what the model writes after "6. Instruction:": two world tasks, then a third cut short
+    good = (format_example_block(6, as_seed(tasks[0], "a"))
+            + format_example_block(7, as_seed(tasks[1], "b")))[len("###\n6. Instruction:"):]
+    not_world = " Name three colors of the rainbow.\n6. Input:\n<noinput>\n"
+    results = task_list_quality([(good + "###\n8. Instruction: Add", "length"),
+                                 (not_world, "stop"), ("no list at all", "stop")])
+    assert results["meta_prompts"] == 3 and results["items"] == 3
+    assert results["recognized"] == 2 and results["recognized_share"] == pytest.approx(2 / 3)
+    assert results["parsed_share"] == pytest.approx(2 / 3)
+    assert results["passes_filters"] == 3
+    assert sum(results["by_family"].values()) == 2
+    assert results["heldout_side"] == 0        # sample_task draws from the training side
+    with pytest.raises(ValueError, match="no continuations"):
+        task_list_quality([])

@@ -100,6 +100,9 @@ class WorldSettings:
     enabled: bool = False
     heldout_per_family: int = 20
     seed: int = 0
+    # drop synthesized prompts on the evaluation side of the world's split (the corpus and the
+    # seeds hold none), so no held-out task is ever trained on
+    exclude_heldout: bool = True
 
 
 @dataclass

@@ -126,7 +126,7 @@ def synthesize_prompts(ctx: IterationContext) -> dict:
                 # a random model writes no numbered list: keep its text as one instruction
                 parsed = [ParsedTask(instruction=" ".join(out.text.split()[:60]), input="")]
             for p in parsed:
-                reason = _prompt_drop_reason(p, s.relax_filters)
+                reason = _prompt_drop_reason(p, s.relax_filters, _world_split(ctx.cfg))
                 tasks.append({"instruction": p.instruction.strip(), "input": p.input.strip(), "drop": reason})
         survivors = [t for t in tasks if t["drop"] is None]
         for t, res in zip(survivors, novelty.add_many_if_novel([t["instruction"] for t in survivors])):
@@ -147,9 +147,19 @@ def synthesize_prompts(ctx: IterationContext) -> dict:
             "novel": len(kept), "kept": len(final)}
 
 
-def _prompt_drop_reason(task: ParsedTask, relaxed: bool) -> str | None:
+def _world_split(cfg: IsheepConfig):
+    """The toy world's held-out test (instruction, input) -> bool, when it must be applied."""
+    if not (cfg.world.enabled and cfg.world.exclude_heldout):
+        return None
+    from engine.world.tasks import is_held_out
+    return is_held_out
+
+
+def _prompt_drop_reason(task: ParsedTask, relaxed: bool, held_out=None) -> str | None:
     if not task.instruction.strip():
         return "empty"
+    if held_out is not None and held_out(task.instruction.strip(), task.input.strip()):
+        return "heldout"
     return None if relaxed else filter_prompt(task)
 
 

@@ -1,10 +1,12 @@
 """SFT data: JSONL records -> token ids with a per-token "is a target" mask.
 
-Two record forms are read:
+Three record forms are read:
   Alpaca    {"instruction": str, "input": str (optional), "output": str}
   messages  {"messages": [{"role": str, "content": str}, ...]}   (at least one assistant turn)
+  text      {"text": str}: a pretraining document, in either format: its tokens (no special
+            tokens added) and one EOS, loss on every token. Other keys are ignored.
 
-and rendered one of two ways:
+Alpaca and messages records are rendered one of two ways:
   "raw"   the base-model format of the I-SHEEP loop: format_raw_prompt(instruction, input)
           followed by output + EOS; loss on output + EOS only. Alpaca records only.
   "chat"  the tokenizer's chat template; loss on each assistant turn's content and the token
@@ -48,7 +50,11 @@ def load_sft_samples(paths: list[str | Path], tokenizer: Tokenizer,
     samples = []
     for path, line_no, record in read_jsonl_records(paths):
         where = f"{path}:{line_no}"
-        if prompt_format == "raw":
+        if "text" in record:
+            eos_id = _raw_eos_id(tokenizer) if eos_id is None else eos_id
+            tokens = tokenizer.encode(record["text"], add_special_tokens=False) + [eos_id]
+            target = [True] * len(tokens)
+        elif prompt_format == "raw":
             tokens, target = _render_raw(record, tokenizer, eos_id, where)
         else:
             tokens, target = _render_chat(record, tokenizer, where)
@@ -79,6 +85,10 @@ def read_jsonl_records(paths: list[str | Path]):
 def _validate(record, where: str) -> None:
     if not isinstance(record, dict):
         raise DataError(f"{where}: expected a JSON object, got {type(record).__name__}")
+    if "text" in record:
+        if not isinstance(record["text"], str) or not record["text"]:
+            raise DataError(f"{where}: 'text' must be a non-empty string")
+        return
     if "messages" in record:
         messages = record["messages"]
         if not isinstance(messages, list) or not messages:
@@ -94,7 +104,7 @@ def _validate(record, where: str) -> None:
     for key in ("instruction", "output"):
         if key not in record:
             raise DataError(f"{where}: missing key '{key}' (Alpaca records need 'instruction' "
-                            "and 'output'; or give 'messages')")
+                            "and 'output'; or give 'messages' or 'text')")
     for key in ("instruction", "input", "output"):
         if key in record and not isinstance(record[key], str):
             raise DataError(f"{where}: '{key}' must be a string, got {type(record[key]).__name__}")
@@ -106,7 +116,8 @@ def _raw_eos_id(tokenizer: Tokenizer) -> int:
         return tokenizer.token_to_id(eos)
     if tokenizer.eos_token_ids:
         return tokenizer.eos_token_ids[0]
-    raise DataError("the tokenizer has no EOS token, which the raw format appends to each output")
+    raise DataError("the tokenizer has no EOS token, which the raw format appends to each output "
+                    "and a text record to its document")
 
 
 def _render_raw(record: dict, tok: Tokenizer, eos_id: int, where: str) -> tuple[list[int], list[bool]]:

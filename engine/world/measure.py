@@ -158,3 +158,47 @@ def kept_pair_correctness(kept_records: Sequence[dict],
         result["lift"] = (kept_share - all_share
                           if kept_share is not None and all_share is not None else None)
     return result
+
+
+def task_list_quality(continuations: Sequence[tuple[str, str]], num_examples: int = 5) -> dict:
+    """How usable the model's continuations of the synthesis meta-prompt are.
+
+    continuations: (text, finish_reason) per meta-prompt, the text starting right after
+    "{num_examples + 1}. Instruction:". Items are parsed as the loop parses them
+    (parse_generated_tasks) and put through its heuristic prompt filters. Returns counts
+    (meta_prompts, items, passes_filters, recognized, heldout_side, correct_outputs) and
+    shares: items_per_meta_prompt, parsed_share (meta-prompts giving at least one item),
+    recognized_share (items the checker recognizes as a world task), filter_pass_share,
+    heldout_share (recognized items on the evaluation side of the split), plus by_family
+    counts of recognized items.
+    """
+    from engine.selfalign.synthesis import filter_prompt, parse_generated_tasks
+    from engine.world.tasks import is_held_out
+
+    if not continuations:
+        raise ValueError("task_list_quality: no continuations")
+    items, with_items = [], 0
+    for text, finish_reason in continuations:
+        parsed = parse_generated_tasks(text, num_examples, finish_reason)
+        with_items += bool(parsed)
+        items += parsed
+    passing = [t for t in items if filter_prompt(t) is None]
+    by_family: dict[str, int] = {}
+    heldout = 0
+    for t in items:
+        family = family_of(t.instruction, t.input)
+        if family is not None:
+            by_family[family] = by_family.get(family, 0) + 1
+            heldout += is_held_out(t.instruction, t.input)
+    recognized = sum(by_family.values())
+    n = len(continuations)
+    return {
+        "meta_prompts": n, "items": len(items), "passes_filters": len(passing),
+        "recognized": recognized, "heldout_side": heldout,
+        "items_per_meta_prompt": len(items) / n,
+        "parsed_share": with_items / n,
+        "recognized_share": recognized / len(items) if items else None,
+        "filter_pass_share": len(passing) / len(items) if items else None,
+        "heldout_share": heldout / recognized if recognized else None,
+        "by_family": dict(sorted(by_family.items())),
+    }
