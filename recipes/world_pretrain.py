@@ -109,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_measure:
         t0 = time.time()
         record["measures"] = measure(Path(args.out), args.heldout_per_family, args.seed)
+        record["measures"]["settings"] = {"heldout_per_family": args.heldout_per_family,
+                                          "judge_per_family": 10, "meta_prompts": 32}
         record["seconds"]["measure"] = round(time.time() - t0, 1)
     path = Path(args.out).with_suffix(".json")
     path.write_text(json.dumps(record, indent=2) + "\n")
