@@ -1,6 +1,7 @@
 """Pretrain the toy world's base model M_0 on the CPU with our own trainer, and measure it.
 
     python recipes/world_pretrain.py                        # writes engine/world/data/base_model
+                                                            # (13 min on one CPU thread)
     python recipes/world_pretrain.py --docs 2000 --out /tmp/m0 --work /tmp/m0_work   # a pilot
 
 1. a random "small" world model directory with the world tokenizer (write_world_base_dir)
@@ -38,14 +39,14 @@ def parse_args(argv: list[str] | None):
     p.add_argument("--work", default="runs/world_pretrain", help="base dir, corpus, trainer output")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size", default="small", help="engine.world.base_model.WORLD_SIZES key")
-    p.add_argument("--docs", type=int, default=20000, help="corpus documents")
-    p.add_argument("--mix", default="0.7,0.1,0.2", help="answered,task_list,graded shares")
+    p.add_argument("--docs", type=int, default=60000, help="corpus documents")
+    p.add_argument("--mix", default="0.78,0.02,0.2", help="answered,task_list,graded shares")
     p.add_argument("--wrong-rate", type=float, default=0.3)
     p.add_argument("--judge-noise", type=float, default=0.1)
     p.add_argument("--epochs", type=int, default=1)
-    p.add_argument("--seq-len", type=int, default=2048, help="tokens per packed micro-batch")
+    p.add_argument("--seq-len", type=int, default=1024, help="tokens per packed micro-batch")
     p.add_argument("--lr", type=float, default=3e-3)
-    p.add_argument("--warmup", type=int, default=20)
+    p.add_argument("--warmup", type=int, default=50)
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads; 1 ran 5x faster than 2 on 2 cores shared with other jobs")
     p.add_argument("--heldout-per-family", type=int, default=20)
@@ -108,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_measure:
         t0 = time.time()
         record["measures"] = measure(Path(args.out), args.heldout_per_family, args.seed)
+        record["measures"]["settings"] = {"heldout_per_family": args.heldout_per_family,
+                                          "judge_per_family": 10, "meta_prompts": 32}
         record["seconds"]["measure"] = round(time.time() - t0, 1)
     path = Path(args.out).with_suffix(".json")
     path.write_text(json.dumps(record, indent=2) + "\n")

@@ -53,3 +53,32 @@ def test_bad_text_record_names_the_line(tok, tmp_path, bad):
     f = _write(tmp_path / "b.jsonl", [{"text": "fine"}, bad])
     with pytest.raises(DataError, match=r"b\.jsonl:2: 'text'"):
         load_sft_samples([f], tok, "raw")
+
+
+def test_shipped_base_model_is_small_and_its_record_matches_its_weights():
+    """The committed M_0 stays a few MB, its record says how it was made, and its greedy
+    held-out accuracy is what the record says (recomputed with the same settings)."""
+    import torch
+
+    from engine.generation import LLM
+    from engine.world.measure import heldout_accuracy
+    from engine.world.model_measures import greedy_answers
+    from engine.world.tasks import held_out_tasks
+
+    assert sum(f.stat().st_size for f in SHIPPED.iterdir()) < 4 * 2**20
+    record = json.loads(SHIPPED.with_suffix(".json").read_text())
+    assert record["command"].startswith("python recipes/world_pretrain.py")
+    assert record["corpus"]["documents"] == sum(record["corpus"]["by_kind"].values())
+    assert record["training"]["steps"] > 0 and record["training"]["final_loss"] < 1.0
+    recorded = record["measures"]["heldout"]
+    assert 0.05 < recorded["overall"] < 0.95          # mediocre: sometimes right
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        llm = LLM(str(SHIPPED), dtype="float32", device="cpu", kv_cache_bytes=64 * 2**20,
+                  max_num_seqs=64, max_num_batched_tokens=4096, seed=record["seed"])
+        now = heldout_accuracy(greedy_answers(llm), held_out_tasks(record["measures"]["settings"]["heldout_per_family"],
+                                                                 seed=record["seed"]))
+    finally:
+        torch.set_num_threads(threads)
+    assert now["overall"] == pytest.approx(recorded["overall"], abs=0.02)
