@@ -7,7 +7,8 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["engine", "engine.*", "kernels", "kernels.*"]),
     package_data={"engine": ["data/*"], "engine.eval": ["data/*.jsonl"],
-                  "engine.selfalign": ["data/*.jsonl"]},
+                  "engine.selfalign": ["data/*.jsonl"],
+                  "engine.world": ["data/*.json", "data/*.jsonl", "data/base_model/*"]},
     install_requires=[
         "torch>=2.6",
         "triton>=3.2",
