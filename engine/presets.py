@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Iterable
 from pathlib import Path
 
 import torch
@@ -38,7 +39,8 @@ QWEN_CHAT_TEMPLATE = (
 )
 
 
-def train_tiny_tokenizer(vocab_size: int = 700) -> HFTokenizer:
+def train_bpe_tokenizer(texts: Iterable[str], vocab_size: int) -> HFTokenizer:
+    """Byte-level BPE over `texts` with Qwen2's pre-tokenizer; the special tokens get ids 0, 1, 2."""
     tok = HFTokenizer(models.BPE())
     # Qwen2's pre-tokenizer: split digits one by one, then byte-level without its own regex
     tok.pre_tokenizer = pre_tokenizers.Sequence([
@@ -50,8 +52,12 @@ def train_tiny_tokenizer(vocab_size: int = 700) -> HFTokenizer:
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
                                   show_progress=False)
-    tok.train([str(CORPUS)], trainer)
+    tok.train_from_iterator(texts, trainer)
     return tok
+
+
+def train_tiny_tokenizer(vocab_size: int = 700) -> HFTokenizer:
+    return train_bpe_tokenizer(CORPUS.read_text().splitlines(keepends=True), vocab_size)
 
 
 def tiny_config(vocab_size: int, model_type: str = "qwen2", eos_ids: list[int] | None = None,

@@ -15,13 +15,11 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
-from tokenizers import Regex
 from tokenizers import Tokenizer as HFTokenizer
-from tokenizers import decoders, models, pre_tokenizers, processors, trainers
 
 from engine.config import ModelConfig
 from engine.model import CausalLM
-from engine.presets import QWEN2_SPLIT_PATTERN, QWEN_CHAT_TEMPLATE, SPECIAL_TOKENS, random_init
+from engine.presets import QWEN_CHAT_TEMPLATE, random_init, train_bpe_tokenizer
 from engine.world.corpus import CorpusSettings, corpus_documents
 
 CONTEXT = 512  # tokens: what the documents are built to fit and the model is trained on
@@ -39,18 +37,7 @@ WORLD_SIZES = {
 
 def train_world_tokenizer(texts: Iterable[str], vocab_size: int = 1500) -> HFTokenizer:
     """Byte-level BPE over `texts`; the three special tokens get ids 0, 1, 2."""
-    tok = HFTokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(QWEN2_SPLIT_PATTERN), behavior="isolated"),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-    ])
-    tok.decoder = decoders.ByteLevel()
-    tok.post_processor = processors.ByteLevel(trim_offsets=False)
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-                                  show_progress=False)
-    tok.train_from_iterator(texts, trainer)
-    return tok
+    return train_bpe_tokenizer(texts, vocab_size)
 
 
 def world_tokenizer(vocab_size: int = 1500, n_docs: int = 3000, seed: int = 0) -> HFTokenizer:
