@@ -29,8 +29,8 @@ from engine.selfalign.run_directory import RunDirectory  # noqa: E402
 # name -> (what it changes, overrides on top of world.toml)
 VARIANTS: dict[str, tuple[str, list[str]]] = {
     "default": ("world.toml as is", []),
-    "threshold_low": ("keep more: threshold 1 lower", ["assessment.threshold={low}"]),
-    "threshold_high": ("keep fewer: threshold 1 higher", ["assessment.threshold={high}"]),
+    "threshold_low": ("keep more: threshold one step lower", ["assessment.threshold={low}"]),
+    "threshold_high": ("keep fewer: threshold one step higher", ["assessment.threshold={high}"]),
     "level_none": ("no self-assessment: every answered pair trains", ["assessment.level=none"]),
     "level_quality": ("quality score only", ["assessment.level=quality"]),
     "level_following": ("instruction-following score only", ["assessment.level=following"]),
@@ -42,7 +42,9 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
 
 def run_variant(name: str, args, threshold: float) -> float:
     _, overrides = VARIANTS[name]
-    overrides = [o.format(low=threshold - 1, high=threshold + 1) for o in overrides]
+    step = args.threshold_step
+    overrides = [o.format(low=round(threshold - step, 4), high=round(threshold + step, 4))
+                 for o in overrides]
     shrink = [f"run.iterations={args.iterations}"]
     if args.num_prompts:
         shrink.append(f"synthesis.num_prompts={args.num_prompts}")
@@ -72,31 +74,41 @@ def variant_rows(name: str, run_root: Path) -> list[str] | None:
         data = counts[i]["world"].get("data", {})
         kept, answered = data.get("kept", {}), data.get("answered", {})
         trained = counts[i].get("model", {}).get("examples")
-        rows.append(f"| {name if i == iters[0] else ''} | {acc if i == iters[0] else ''} | {i} "
+        first = i == iters[0]
+        rows.append(f"| {name if first else ''} | {acc if first else ''} | {i} "
                     f"| {_fmt(answered.get('n'))} | {_fmt(trained)} "
                     f"| {_fmt(answered.get('correct_share'))} | {_fmt(kept.get('correct_share'))} "
-                    f"| {_fmt(data.get('lift'))} | {_fmt(counts[i]['world']['heldout']['overall'])} |")
+                    f"| {_fmt(data.get('lift'))} "
+                    f"| {_fmt(counts[i]['world']['heldout']['overall'])} |")
     return rows
 
 
 def write_table(args, seconds: dict[str, float]) -> Path:
+    shrink = [f"run.iterations={args.iterations}"]
+    if args.num_prompts:
+        shrink.append(f"synthesis.num_prompts={args.num_prompts}")
+    if args.heldout_per_family:
+        shrink.append(f"world.heldout_per_family={args.heldout_per_family}")
     lines = ["# I-SHEEP ablations in the toy world", "",
-             f"Base config `{args.config}`, every variant with run.iterations={args.iterations}"
-             + (f", synthesis.num_prompts={args.num_prompts}" if args.num_prompts else "")
-             + (f", world.heldout_per_family={args.heldout_per_family}" if args.heldout_per_family else "")
-             + f"; run directories under `{args.runs_dir}`. Written by `recipes/world_ablations.py`.", "",
-             "Held-out accuracy is greedy, over the held-out tasks of all families (M_0 → M_1 → ...). "
-             "Per iteration: answered = pairs that passed the response filters and were judged, "
-             "kept = pairs that trained, and the checker's correct share among answered and kept "
-             "pairs (only tasks the checker recognizes count); lift = kept − answered share.", "",
-             "| variant | held-out accuracy M_0 → M_i | iter | answered | kept | answered correct "
-             "| kept correct | lift | M_i held-out |", "|---|---|---|---|---|---|---|---|---|"]
+             f"Base config `{args.config}`, every variant with {', '.join(shrink)}; threshold "
+             f"step {args.threshold_step}; run directories under `{args.runs_dir}`. Written by "
+             "`recipes/world_ablations.py`.", "",
+             "Held-out accuracy is greedy, over the held-out tasks of all families "
+             "(M_0 → M_1 → ...). "
+             "Per iteration: answered = pairs that passed the response filters and were "
+             "judged, kept = pairs that trained, and the checker's correct share among answered "
+             "and kept pairs (only tasks the checker recognizes count); lift = kept − answered "
+             "share.", "",
+             "| variant | held-out accuracy M_0 → M_i | iter | answered | kept "
+             "| answered correct | kept correct | lift | M_i held-out |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for name in VARIANTS:
         rows = variant_rows(name, Path(args.runs_dir) / name)
         lines += rows if rows else [f"| {name} | not run | | | | | | | |"]
     lines += ["", "| variant | what it changes | wall seconds |", "|---|---|---|"]
     for name, (what, _) in VARIANTS.items():
-        lines.append(f"| {name} | {what} | {_fmt(round(seconds[name])) if name in seconds else '-'} |")
+        took = _fmt(round(seconds[name])) if name in seconds else "-"
+        lines.append(f"| {name} | {what} | {took} |")
     out = Path(args.table)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines) + "\n")
@@ -111,6 +123,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--iterations", type=int, default=2)
     p.add_argument("--num-prompts", type=int, default=0, help="0: as in the config")
     p.add_argument("--heldout-per-family", type=int, default=0, help="0: as in the config")
+    # world.toml's logprob scores sit within 5.5..5.9 (quartiles of the lower score 5.62 / 5.64
+    # / 5.67), so a step of 1 would keep everything or nothing
+    p.add_argument("--threshold-step", type=float, default=0.03,
+                   help="how far threshold_low / threshold_high move the threshold")
     p.add_argument("--table", default="docs/world/ablations.md")
     p.add_argument("--table-only", action="store_true")
     args = p.parse_args(argv)

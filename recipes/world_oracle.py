@@ -1,6 +1,7 @@
 """Is the judge the bottleneck? Retrain one loop iteration with the checker as the judge.
 
     python recipes/world_oracle.py --run-dir runs/world --iteration 1
+    python recipes/world_oracle.py --run-dir runs/world_big1 training.overrides.lr=1e-4
 
 Takes the answered pairs of one iteration of a finished world run and fine-tunes M_0 on
 three selections of them, with the run's own training settings: every answered pair (as
@@ -70,10 +71,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="runs/world_oracle")
     p.add_argument("--table", default="docs/world/oracle.md")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("overrides", nargs="*", help="training.overrides.KEY=VALUE on top of the run's")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     run_dir = Path(args.run_dir)
-    cfg = load_config(run_dir / "config.toml")
+    cfg = load_config(run_dir / "config.toml", args.overrides)
     base = Path(cfg.run.model)
     m0 = run_dir.joinpath("manifest.json")
     m0_acc = json.loads(m0.read_text())["iterations"]["0"]["stages"]["world"]["counts"]["heldout"]
@@ -86,8 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     families = [f for f in m0_acc if f != "overall"]
     lines = ["# Retraining one iteration with a perfect judge", "",
              f"Answered pairs of iteration {args.iteration} of `{args.run_dir}` "
-             f"(config `{args.run_dir}/config.toml`); M_0 fine-tuned on each selection with the "
-             "run's training settings; greedy held-out accuracy as the loop measures it. "
+             f"(config `{args.run_dir}/config.toml` {' '.join(args.overrides)}); M_0 fine-tuned "
+             "on each selection with the run's training settings; greedy held-out accuracy as "
+             "the loop measures it. "
              "Written by `recipes/world_oracle.py`.", "",
              "| training data | pairs | right share | held-out accuracy | "
              + " | ".join(families) + " |", "|---" * (len(families) + 4) + "|",

@@ -103,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     # denormal floats (small random weights) made CPU generation ~50x slower in our runs
     torch.set_flush_denormal(True)
-    record = {"command": "python recipes/world_pretrain.py " + " ".join(sys.argv[1:] if argv is None else argv),
+    given = sys.argv[1:] if argv is None else argv
+    record = {"command": " ".join(["python recipes/world_pretrain.py", *given]),
               "seed": args.seed, "size": args.size, "torch": torch.__version__}
     record.update(pretrain(args))
     if not args.skip_measure:
@@ -118,8 +119,10 @@ def main(argv: list[str] | None = None) -> int:
     if "measures" in record:
         m = record["measures"]
         print("held-out accuracy:", json.dumps(m["heldout"]))
-        print("judge AUC logprob / sample:", m["judge"]["logprob"]["auc"], m["judge"]["sample"]["auc"])
-        print("synthesis:", json.dumps({k: v for k, v in m["synthesis"].items() if k != "by_family"}))
+        print("judge AUC logprob / sample:", m["judge"]["logprob"]["auc"],
+              m["judge"]["sample"]["auc"])
+        print("synthesis:", json.dumps({k: v for k, v in m["synthesis"].items()
+                                        if k != "by_family"}))
     print(f"wrote {args.out} and {path}")
     return 0
 

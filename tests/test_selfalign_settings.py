@@ -47,7 +47,7 @@ def test_shipped_configs_load():
     assert len(configs) >= 4
     for f in configs:
         cfg = load_config(f)
-        if f.stem != "tiny":
+        if f.stem not in ("tiny", "world"):   # world.toml fits the toy world (its comments say how)
             # the reference settings of the authors
             assert cfg.synthesis.num_prompts == 10000 and cfg.assessment.threshold == 8.0
             assert cfg.synthesis.temperature == 1.0 and cfg.synthesis.top_p == 0.95

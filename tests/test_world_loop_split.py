@@ -11,7 +11,8 @@ def test_synthesized_held_out_tasks_are_dropped_only_in_the_world():
     on = _world_split(load_config(None, ["world.enabled=true"]))
     assert on is is_held_out
     assert _world_split(load_config(None, [])) is None
-    assert _world_split(load_config(None, ["world.enabled=true", "world.exclude_heldout=false"])) is None
+    off = load_config(None, ["world.enabled=true", "world.exclude_heldout=false"])
+    assert _world_split(off) is None
     held = held_out_tasks(3)
     train = [sample_task(random.Random(k)) for k in range(20)]
     for t in held:

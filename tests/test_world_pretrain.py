@@ -77,8 +77,9 @@ def test_shipped_base_model_is_small_and_its_record_matches_its_weights():
     try:
         llm = LLM(str(SHIPPED), dtype="float32", device="cpu", kv_cache_bytes=64 * 2**20,
                   max_num_seqs=64, max_num_batched_tokens=4096, seed=record["seed"])
-        now = heldout_accuracy(greedy_answers(llm), held_out_tasks(record["measures"]["settings"]["heldout_per_family"],
-                                                                 seed=record["seed"]))
+        per_family = record["measures"]["settings"]["heldout_per_family"]
+        tasks = held_out_tasks(per_family, seed=record["seed"])
+        now = heldout_accuracy(greedy_answers(llm), tasks)
     finally:
         torch.set_num_threads(threads)
     assert now["overall"] == pytest.approx(recorded["overall"], abs=0.02)

@@ -43,7 +43,8 @@ def logprob_scores(llm, triples: Sequence[Triple], kind: str) -> list[float]:
     logprob mode), one prompt per triple and ten scored continuations each."""
     conts = score_continuations()
     prompts = [build_assessment_prompt(kind, *t) for t in triples]
-    flat = llm.score([p for p in prompts for _ in conts], [c for _ in prompts for c in conts.values()])
+    flat = llm.score([p for p in prompts for _ in conts],
+                     [c for _ in prompts for c in conts.values()])
     out = []
     for i in range(len(prompts)):
         row = flat[i * len(conts):(i + 1) * len(conts)]
@@ -84,7 +85,8 @@ def synthesis_continuations(llm, n_meta_prompts: int, max_tokens: int = 100, see
 
     seeds = seed_tasks_for_world(n_seeds)
     rng = random.Random(f"world-synthesis-{seed}")
-    metas = [build_meta_prompt(seeds, rng, num_examples=num_examples) for _ in range(n_meta_prompts)]
+    metas = [build_meta_prompt(seeds, rng, num_examples=num_examples)
+             for _ in range(n_meta_prompts)]
     params = [SamplingParams(temperature=1.0, top_p=0.95, max_tokens=max_tokens, stop=["\n20."],
                              seed=seed * 100_003 + i) for i in range(len(metas))]
     return [(o.text, o.finish_reason) for o in llm.generate(metas, params, use_tqdm=False)]
