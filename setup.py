@@ -20,6 +20,7 @@ setup(
         "rapidfuzz>=3.0",
         "matplotlib",
         "langdetect",
+        "tomli; python_version < '3.11'",
     ],
     extras_require={
         "flash": ["flash-attn"],

@@ -1,9 +1,7 @@
 """evaluate_model and `generate-and-score` over a scripted stand-in for engine.LLM."""
 
 import json
-import sys
 import types
-from dataclasses import dataclass, field
 
 import pytest
 
@@ -13,24 +11,9 @@ from engine.eval.ifeval import IFEvalPrompt, read_ifeval_data
 
 
 @pytest.fixture
-def generation_module(monkeypatch):
-    """engine.generation, or a stand-in module with SamplingParams while it is not built."""
-    try:
-        import engine.generation as module
-        return module
-    except ImportError:
-        @dataclass
-        class SamplingParams:
-            temperature: float = 1.0
-            top_p: float = 1.0
-            max_tokens: int = 16
-            stop: list = field(default_factory=list)
-            seed: int | None = None
-
-        module = types.ModuleType("engine.generation")
-        module.SamplingParams = SamplingParams
-        monkeypatch.setitem(sys.modules, "engine.generation", module)
-        return module
+def generation_module():
+    import engine.generation as module
+    return module
 
 
 class ChatTokenizer:

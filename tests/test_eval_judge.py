@@ -2,10 +2,8 @@
 generate / logprob judges over a scripted LLM."""
 
 import math
-import sys
 import types
 import zlib
-from dataclasses import dataclass, field
 
 import pytest
 
@@ -14,24 +12,9 @@ from engine.eval.judge import (GenerationJudge, LogprobJudge, combine_orders, co
 
 
 @pytest.fixture
-def sampling_params(monkeypatch):
-    """engine.SamplingParams, or a stand-in while engine.generation is not built yet."""
-    try:
-        from engine.generation import SamplingParams
-        return SamplingParams
-    except ImportError:
-        @dataclass
-        class SamplingParams:
-            temperature: float = 1.0
-            top_p: float = 1.0
-            max_tokens: int = 16
-            stop: list = field(default_factory=list)
-            seed: int | None = None
-
-        module = types.ModuleType("engine.generation")
-        module.SamplingParams = SamplingParams
-        monkeypatch.setitem(sys.modules, "engine.generation", module)
-        return SamplingParams
+def sampling_params():
+    from engine.generation import SamplingParams
+    return SamplingParams
 
 
 class ScriptedJudge:
