@@ -39,10 +39,18 @@ def parse_args(argv: list[str] | None):
     p.add_argument("--work", default="runs/world_pretrain", help="base dir, corpus, trainer output")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size", default="small", help="engine.world.base_model.WORLD_SIZES key")
+    p.add_argument("--init", default=None,
+                   help="continue from this model directory (and its tokenizer) instead of a "
+                        "random init; give another --seed for a fresh corpus")
+    p.add_argument("--judgement-loss", action="store_true",
+                   help="graded documents carry loss on the judgement only "
+                        "(CorpusSettings.judgement_loss_only)")
     p.add_argument("--docs", type=int, default=60000, help="corpus documents")
     p.add_argument("--mix", default="0.78,0.02,0.2", help="answered,task_list,graded shares")
     p.add_argument("--wrong-rate", type=float, default=0.3)
     p.add_argument("--judge-noise", type=float, default=0.1)
+    p.add_argument("--off-task", type=float, default=0.0,
+                   help="share of the graded wrong responses that answer another task")
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--seq-len", type=int, default=1024, help="tokens per packed micro-batch")
     p.add_argument("--lr", type=float, default=3e-3)
@@ -62,10 +70,17 @@ def pretrain(args) -> dict:
     if work.exists():
         shutil.rmtree(work)   # a fresh trainer output: the trainer refuses stale checkpoints
     t0 = time.time()
-    base = write_world_base_dir(work / "random_init", seed=args.seed, size=args.size)
+    if args.init:
+        base = Path(args.init)
+        if not (base / "config.json").is_file():
+            raise SystemExit(f"--init {base}: no config.json there")
+    else:
+        base = write_world_base_dir(work / "random_init", seed=args.seed, size=args.size)
     answered, task_list, graded = (float(x) for x in args.mix.split(","))
     settings = CorpusSettings(mix=CorpusMix(answered, task_list, graded),
-                              wrong_rate=args.wrong_rate, judge_noise=args.judge_noise)
+                              wrong_rate=args.wrong_rate, judge_noise=args.judge_noise,
+                              judgement_loss_only=args.judgement_loss,
+                              graded_off_task_share=args.off_task)
     corpus = work / "corpus.jsonl"
     counts = write_corpus(corpus, args.docs, seed=args.seed, settings=settings, tokenizer=base)
     t1 = time.time()
@@ -80,8 +95,11 @@ def pretrain(args) -> dict:
     out.mkdir(parents=True)
     for name in MODEL_FILES:
         shutil.copy2(Path(result.model_dir) / name, out / name)
-    return {"corpus": {"documents": args.docs, "by_kind": counts, "mix": args.mix,
-                       "wrong_rate": args.wrong_rate, "judge_noise": args.judge_noise},
+    return {"init": str(base) if args.init else "random",
+            "corpus": {"documents": args.docs, "by_kind": counts, "mix": args.mix,
+                       "wrong_rate": args.wrong_rate, "judge_noise": args.judge_noise,
+                       "judgement_loss_only": args.judgement_loss,
+                       "graded_off_task_share": args.off_task},
             "training": {"steps": result.steps, "tokens": result.tokens,
                          "final_loss": result.final_loss, "first_loss": result.losses[0],
                          "losses_every_10": result.losses[::10], "seq_len": args.seq_len,
@@ -106,6 +124,9 @@ def main(argv: list[str] | None = None) -> int:
     given = sys.argv[1:] if argv is None else argv
     record = {"command": " ".join(["python recipes/world_pretrain.py", *given]),
               "seed": args.seed, "size": args.size, "torch": torch.__version__}
+    if args.init and Path(args.init).with_suffix(".json").is_file():
+        # the record of the model this run continues, so the chain of commands stays with it
+        record["init_record"] = json.loads(Path(args.init).with_suffix(".json").read_text())
     record.update(pretrain(args))
     if not args.skip_measure:
         t0 = time.time()
@@ -121,6 +142,9 @@ def main(argv: list[str] | None = None) -> int:
         print("held-out accuracy:", json.dumps(m["heldout"]))
         print("judge AUC logprob / sample:", m["judge"]["logprob"]["auc"],
               m["judge"]["sample"]["auc"])
+        own = m["judge_own"]
+        print("judge AUC on its own answers:", own["auc"], json.dumps(
+            {f: v["auc"] for f, v in own["by_family"].items()}))
         print("synthesis:", json.dumps({k: v for k, v in m["synthesis"].items()
                                         if k != "by_family"}))
     print(f"wrote {args.out} and {path}")

@@ -62,7 +62,20 @@ def test_alpaca_record_in_chat_format_is_one_user_turn(tok, tmp_path):
     assert _targets(tok, s) == "5<|im_end|>"
 
 
+def test_completion_record_is_tokenized_like_llm_score_and_trains_on_completion(tok, tmp_path):
+    # prompt ends with a space, as the judge prompts do: the continuation is encoded apart
+    f = _write(tmp_path / "p.jsonl", [{"prompt": "The score is: ", "completion": "9||Right."}])
+    for prompt_format in ("raw", "chat"):
+        [s] = load_sft_samples([f], tok, prompt_format)
+        prompt = tok.encode("The score is: ", add_special_tokens=True)
+        eos = tok.token_to_id("<|endoftext|>")
+        assert s.tokens == prompt + tok.encode("9||Right.", add_special_tokens=False) + [eos]
+        assert _targets(tok, s) == "9||Right.<|endoftext|>"
+
+
 @pytest.mark.parametrize("line, problem", [
+    ({"prompt": "x", "completion": ""}, "'completion' is empty"),
+    ({"prompt": 3, "completion": "y"}, "needs string 'prompt'"),
     ('{"instruction": "x", "output": ', "invalid JSON"),
     ({"instruction": "x"}, "missing key 'output'"),
     ({"instruction": "x", "output": 3}, "'output' must be a string"),

@@ -117,6 +117,42 @@ def test_graded_scores_parse_and_agree_with_correctness_at_the_noise_rate():
         assert abs(sum(verdicts) / len(verdicts) - 0.9) < 0.04
 
 
+def _change_case_wrong_answers_about_other_words(docs) -> float:
+    """Among graded wrong responses to change-case tasks, the share naming other words: a
+    near miss (wrong_output) keeps the task's words in the wrong case, an off-task answer
+    is the right answer to another task."""
+    other = []
+    for doc in docs:
+        _, instruction, task_input, response, _ = _graded_fields(doc["text"])
+        found = recognize(instruction, task_input)
+        if found.family.name == "change_case" and not check(instruction, task_input, response):
+            text = found.values["text"]
+            other.append(response.lower().split() != text.lower().split())
+    assert len(other) > 30
+    return sum(other) / len(other)
+
+
+def test_off_task_share_of_graded_wrong_responses_answers_another_task():
+    assert _change_case_wrong_answers_about_other_words(_docs(1500, "graded")) == 0.0
+    share = _change_case_wrong_answers_about_other_words(
+        _docs(1500, "graded", graded_off_task_share=0.5))
+    assert 0.3 < share < 0.7
+    # the setting's default leaves the corpus (and the shipped model's recipe) as it was
+    assert _docs(200, None) == _docs(200, None, graded_off_task_share=0.0)
+
+
+def test_judgement_loss_only_writes_graded_documents_as_prompt_and_completion():
+    plain = _docs(300, None)
+    split = _docs(300, None, judgement_loss_only=True)
+    assert [d["kind"] for d in plain] == [d["kind"] for d in split]
+    for a, b in zip(plain, split):
+        if a["kind"] == "graded":
+            assert set(b) == {"prompt", "completion", "kind"}
+            assert (b["prompt"], b["completion"]) == split_graded_document(a["text"])
+        else:
+            assert a == b
+
+
 def test_no_document_holds_a_held_out_pair():
     held = {(t.instruction, t.input) for t in held_out_tasks(50, seed=0)}
     pairs = []

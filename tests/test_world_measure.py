@@ -3,7 +3,7 @@ import random
 import pytest
 
 from engine.world.families import FAMILIES
-from engine.world.measure import (JudgeItem, heldout_accuracy, judge_accuracy, judge_items,
+from engine.world.measure import (JudgeItem, assessed_pairs_judge_auc, heldout_accuracy, judge_accuracy, judge_items,
                                   kept_pair_correctness, pair_correctness)
 from engine.world.tasks import WorldTask, check, held_out_tasks, wrong_output
 
@@ -90,6 +90,32 @@ def test_kept_pair_correctness_counts_verifiable_right_pairs():
     assert result["lift"] == pytest.approx(2 / 3 - 2 / 5)
     assert result["kept"]["by_family"][t[0].family] == 1.0
     assert kept_pair_correctness(kept).keys() == {"kept"}
+
+
+def _assessed(task, right, scores, key="logprob_scores"):
+    response = task.output if right else wrong_output(task, random.Random(0))
+    return {"instruction": task.instruction, "input": task.input, "response": response,
+            key: scores}
+
+
+def test_assessed_pairs_judge_auc_ranks_the_lowest_score_against_the_checker():
+    t = TASKS
+    records = [_assessed(t[0], True, {"quality": 9.0, "following": 7.0}),    # pair score 7
+               _assessed(t[1], True, {"quality": 6.0, "following": 8.0}),    # 6
+               _assessed(t[2], False, {"quality": 6.5, "following": 9.5}),   # 6.5
+               _assessed(t[3], False, {"quality": 2.0, "following": 2.0}),   # 2
+               _assessed(t[4], False, {"quality": None, "following": 9.0}),  # unscored
+               {"instruction": "Tell a joke.", "input": "", "response": "No.",
+                "logprob_scores": {"quality": 1.0}}]                         # not verifiable
+    result = assessed_pairs_judge_auc(records)
+    # right {7, 6} against wrong {6.5, 2}: 7 beats both, 6 beats 2 only -> 3 of 4
+    assert result == {"auc": 0.75, "right": 2, "wrong": 2, "unscored": 1}
+    # the sampled scores decide when a record has both, as they do in the loop
+    both = [dict(r, scores={"quality": 10 - i}) for i, r in enumerate(records[:4])]
+    assert assessed_pairs_judge_auc(both)["auc"] == 1.0
+    assert assessed_pairs_judge_auc(records[:2])["auc"] is None
+    with pytest.raises(ValueError, match=r"assessed_records\[0\]: no 'scores'"):
+        assessed_pairs_judge_auc([{"instruction": "x", "response": "y"}])
 
 
 def test_pair_correctness_of_nothing_verifiable_and_of_bad_records():

@@ -7,7 +7,8 @@ from engine.selfalign.response_filters import filter_response
 from engine.selfalign.synthesis import ParsedTask, filter_prompt
 from engine.world.families import FAMILIES, WORDS
 from engine.world.tasks import (WorldTask, check, family_of, held_out_tasks, is_held_out,
-                                raw_prompt, recognize, sample_task, wrong_output)
+                                off_task_output, raw_prompt, recognize, sample_task,
+                                wrong_output)
 
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))
@@ -20,6 +21,22 @@ def test_checker_accepts_the_right_answer_and_rejects_the_wrong_one(family):
         wrong = wrong_output(task, rng)
         assert wrong != task.output
         assert check(task.instruction, task.input, wrong) is False, (task, wrong)
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_off_task_output_answers_another_task_of_the_family(family):
+    rng = random.Random(f"off-{family}")
+    for _ in range(60):
+        task = sample_task(rng, family)
+        replay = random.Random()
+        replay.setstate(rng.getstate())
+        wrong = off_task_output(task, rng)
+        assert check(task.instruction, task.input, wrong) is False, (task, wrong)
+        # the tasks it drew from the same stream: the last is one it answers rightly
+        drawn = [sample_task(replay, family) for _ in range(100)]
+        source = next(d for d in drawn if d.output == wrong)
+        assert check(source.instruction, source.input, wrong) is True
+        assert not is_held_out(source.instruction, source.input)
 
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))

@@ -20,15 +20,19 @@ def _world_section(world: dict) -> list[str]:
     lines = ["## Toy world: what the checker says", "",
              "Held-out accuracy is greedy answers to held-out tasks; judge accuracy is how often "
              "'score > threshold' matches the checker on one right and one wrong answer per task "
-             "(AUC: P(score of a right answer > score of a wrong one)); kept / answered correct is "
-             "the share of the iteration's kept training pairs / of all its answers that are right.", "",
-             "| model | held-out accuracy | judge accuracy | judge AUC | kept correct | answered correct "
-             "| lift from filtering |", "|---|---|---|---|---|---|---|"]
+             "(AUC: P(score of a right answer > score of a wrong one)), with M_i judging; AUC on own "
+             "pairs is the same for the iteration's judge on the answers it actually graded; kept / "
+             "answered correct is the share of the iteration's kept training pairs / of all its "
+             "answers that are right.", "",
+             "| model | held-out accuracy | judge accuracy | judge AUC | AUC on own pairs "
+             "| kept correct | answered correct | lift from filtering |",
+             "|---|---|---|---|---|---|---|---|"]
     for it, w in world.items():
         data = w.get("data", {})
         kept, answered = data.get("kept", {}), data.get("answered", {})
         lines.append(f"| M_{it} | {_fmt(w['heldout'].get('overall'))} | {_fmt(w['judge'].get('accuracy'))} "
-                     f"| {_fmt(w['judge'].get('auc'))} | {_fmt(kept.get('correct_share'))} "
+                     f"| {_fmt(w['judge'].get('auc'))} "
+                     f"| {_fmt(data.get('judge_on_pairs', {}).get('auc'))} | {_fmt(kept.get('correct_share'))} "
                      f"| {_fmt(answered.get('correct_share'))} | {_fmt(data.get('lift'))} |")
     families = sorted({f for w in world.values() for f in w["heldout"] if f != "overall"})
     lines += ["", "Held-out accuracy per family:", "",

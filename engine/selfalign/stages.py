@@ -374,7 +374,8 @@ def world_metrics(ctx: IterationContext, model_dir: Path) -> dict:
     answers, and, for an iteration, how correct the kept training pairs are against all
     answered pairs."""
     from engine.generation import SamplingParams
-    from engine.world.measure import heldout_accuracy, judge_accuracy, judge_items, kept_pair_correctness
+    from engine.world.measure import (assessed_pairs_judge_auc, heldout_accuracy, judge_accuracy,
+                                      judge_items, kept_pair_correctness)
     from engine.world.tasks import held_out_tasks
 
     w, a = ctx.cfg.world, ctx.cfg.assessment
@@ -408,6 +409,8 @@ def world_metrics(ctx: IterationContext, model_dir: Path) -> dict:
               "judge": judge_accuracy(score, judge_items(tasks, seed=w.seed), threshold=a.threshold)}
     if ctx.iteration > 0:
         answered = [r for r in ctx.run.read(ctx.iteration, "responses.jsonl")]
-        kept = [r for r in ctx.run.read(ctx.iteration, "assessed.jsonl") if r["keep"]]
-        result["data"] = kept_pair_correctness(kept, answered)
+        assessed = list(ctx.run.read(ctx.iteration, "assessed.jsonl"))
+        result["data"] = kept_pair_correctness([r for r in assessed if r["keep"]], answered)
+        if a.level != "none":   # level none scores nothing
+            result["data"]["judge_on_pairs"] = assessed_pairs_judge_auc(assessed)
     return result

@@ -5,6 +5,9 @@ Three record forms are read:
   messages  {"messages": [{"role": str, "content": str}, ...]}   (at least one assistant turn)
   text      {"text": str}: a pretraining document, in either format: its tokens (no special
             tokens added) and one EOS, loss on every token. Other keys are ignored.
+  completion {"prompt": str, "completion": str}: plain text in either format, tokenized the
+            way LLM.score() reads a prompt and its continuation (encode(prompt) with special
+            tokens, then encode(completion) without, then EOS); loss on completion + EOS.
 
 Alpaca and messages records are rendered one of two ways:
   "raw"   the base-model format of the I-SHEEP loop: format_raw_prompt(instruction, input)
@@ -54,6 +57,11 @@ def load_sft_samples(paths: list[str | Path], tokenizer: Tokenizer,
             eos_id = _raw_eos_id(tokenizer) if eos_id is None else eos_id
             tokens = tokenizer.encode(record["text"], add_special_tokens=False) + [eos_id]
             target = [True] * len(tokens)
+        elif "completion" in record:
+            eos_id = _raw_eos_id(tokenizer) if eos_id is None else eos_id
+            prompt = tokenizer.encode(record["prompt"], add_special_tokens=True)
+            completion = tokenizer.encode(record["completion"], add_special_tokens=False) + [eos_id]
+            tokens, target = prompt + completion, [False] * len(prompt) + [True] * len(completion)
         elif prompt_format == "raw":
             tokens, target = _render_raw(record, tokenizer, eos_id, where)
         else:
@@ -88,6 +96,14 @@ def _validate(record, where: str) -> None:
     if "text" in record:
         if not isinstance(record["text"], str) or not record["text"]:
             raise DataError(f"{where}: 'text' must be a non-empty string")
+        return
+    if "completion" in record:
+        for key in ("prompt", "completion"):
+            if not isinstance(record.get(key), str):
+                raise DataError(f"{where}: a completion record needs string 'prompt' and "
+                                f"'completion', got {key}={json.dumps(record.get(key))[:80]}")
+        if not record["completion"]:
+            raise DataError(f"{where}: 'completion' is empty, so nothing to train on")
         return
     if "messages" in record:
         messages = record["messages"]

@@ -13,6 +13,10 @@ every document; no document contains a special token):
              quality and following alike: 9 or 10 for a right answer, 1..4 for a wrong one,
              with the verdict flipped for a `judge_noise` share, so the judge is imperfect.
 
+With `judgement_loss_only`, graded documents are written as {"prompt", "completion"} records
+instead (the assessment prompt, then the judgement), so the trainer puts loss on the
+judgement alone: in a plain document the one score token is ~1/170 of its loss.
+
 Only training-side tasks appear (tasks.is_held_out is False for every pair in the corpus).
 
     write_corpus("world.jsonl", n_docs=200_000, seed=0)   # {"text": ..., "kind": ...} lines
@@ -32,7 +36,7 @@ from engine.selfalign.assessment_prompts import (ASSESSMENT_KINDS, SCORE_CUE,
                                                   build_assessment_prompt)
 from engine.selfalign.seeds import SeedTask
 from engine.selfalign.synthesis import build_meta_prompt, format_example_block
-from engine.world.tasks import WorldTask, sample_task, wrong_output
+from engine.world.tasks import WorldTask, off_task_output, sample_task, wrong_output
 
 DOC_KINDS = ("answered", "task_list", "graded")
 CONTEXT = 512  # tokens a document may take, end-of-text included, when a tokenizer is given
@@ -65,12 +69,14 @@ class CorpusSettings:
     wrong_rate: float = 0.3          # answered documents with a wrong output
     judge_noise: float = 0.1         # graded documents whose verdict is flipped
     graded_wrong_share: float = 0.5  # graded documents that grade a wrong response
+    graded_off_task_share: float = 0.0  # of those, answers to another task (off_task_output)
     list_examples: int = 5           # blocks in the meta-prompt (the loop's tasks_per_meta_prompt)
     list_extra: tuple[int, int] = (1, 5)  # how many more blocks follow, inclusive range
     max_tokens: int = CONTEXT        # task-list budget, applied when a tokenizer is given
+    judgement_loss_only: bool = False  # graded documents as prompt/completion records
 
     def __post_init__(self):
-        for name in ("wrong_rate", "judge_noise", "graded_wrong_share"):
+        for name in ("wrong_rate", "judge_noise", "graded_wrong_share", "graded_off_task_share"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"CorpusSettings.{name} must lie in [0, 1], got {value}")
@@ -170,7 +176,12 @@ def graded_judgement(kind: str, correct: bool, rng: random.Random, judge_noise: 
 def graded_document(rng: random.Random, settings: CorpusSettings) -> str:
     task = sample_task(rng)
     correct = rng.random() >= settings.graded_wrong_share
-    response = task.output if correct else wrong_output(task, rng)
+    if correct:
+        response = task.output
+    elif settings.graded_off_task_share and rng.random() < settings.graded_off_task_share:
+        response = off_task_output(task, rng)
+    else:
+        response = wrong_output(task, rng)
     kind = rng.choice(ASSESSMENT_KINDS)
     prompt = build_assessment_prompt(kind, task.instruction, task.input, response)
     return prompt + graded_judgement(kind, correct, rng, settings.judge_noise)
@@ -198,7 +209,8 @@ def token_counter(tokenizer) -> Callable[[str], int]:
 
 def corpus_documents(n_docs: int, seed: int = 0, settings: CorpusSettings | None = None,
                      tokenizer=None) -> Iterator[dict]:
-    """n_docs documents {"text": str, "kind": str}, kinds shuffled, deterministic by seed.
+    """n_docs documents {"text": str, "kind": str}, kinds shuffled, deterministic by seed
+    (graded ones {"prompt", "completion", "kind"} with settings.judgement_loss_only).
 
     tokenizer: optional (see token_counter); with it every task-list document fits
     settings.max_tokens including the end-of-text token. Answered and graded documents are
@@ -219,6 +231,10 @@ def corpus_documents(n_docs: int, seed: int = 0, settings: CorpusSettings | None
                                       count_tokens, settings.max_tokens)
         else:
             text = graded_document(rng, settings)
+            if settings.judgement_loss_only:
+                prompt, judgement = split_graded_document(text)
+                yield {"prompt": prompt, "completion": judgement, "kind": kind}
+                continue
         yield {"text": text, "kind": kind}
 
 

@@ -160,6 +160,32 @@ def kept_pair_correctness(kept_records: Sequence[dict],
     return result
 
 
+def assessed_pairs_judge_auc(assessed_records: Sequence[dict]) -> dict:
+    """How well the loop's own judge ranked this iteration's own answers, by the checker.
+
+    assessed_records: the loop's assessed.jsonl records; each one's deciding scores are
+    "scores" (sampled mode) or "logprob_scores", and the pair's score is the lowest of them,
+    as selection's "both" level reads it. Returns auc (P(score of a right pair > score of a
+    wrong one), ties half; None without both kinds), right, wrong (verifiable pairs with a
+    score) and unscored (verifiable pairs with an unparsed score, which the loop drops).
+    """
+    right, wrong, unscored = [], [], 0
+    for k, record in enumerate(assessed_records):
+        where = f"assessed_records[{k}]"
+        scores = record.get("scores", record.get("logprob_scores"))
+        if not isinstance(scores, dict) or not scores:
+            raise ValueError(f"{where}: no 'scores' or 'logprob_scores' to read")
+        verdict = check(record["instruction"], record.get("input") or "", _response_of(record, where))
+        if verdict is None:
+            continue
+        if any(v is None for v in scores.values()):
+            unscored += 1
+            continue
+        (right if verdict else wrong).append(min(scores.values()))
+    return {"auc": _prob_greater(right, wrong) if right and wrong else None,
+            "right": len(right), "wrong": len(wrong), "unscored": unscored}
+
+
 def task_list_quality(continuations: Sequence[tuple[str, str]], num_examples: int = 5) -> dict:
     """How usable the model's continuations of the synthesis meta-prompt are.
 

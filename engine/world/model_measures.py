@@ -19,8 +19,8 @@ from collections.abc import Callable, Sequence
 from engine.selfalign.assessment_prompts import build_assessment_prompt, score_continuations
 from engine.selfalign.scores import expected_score, parse_score
 from engine.selfalign.synthesis import build_meta_prompt
-from engine.world.measure import (heldout_accuracy, judge_accuracy, judge_items,
-                                  task_list_quality)
+from engine.world.measure import (assessed_pairs_judge_auc, heldout_accuracy, judge_accuracy,
+                                  judge_items, task_list_quality)
 from engine.world.seeds import seed_tasks_for_world
 from engine.world.tasks import held_out_tasks
 
@@ -77,6 +77,33 @@ def judge_fn(llm, mode: str, kinds: Sequence[str] = ("quality", "following"),
     return score
 
 
+def judge_on_own_answers(llm, tasks_per_family: int = 12, samples: int = 4, seed: int = 3,
+                         temperature: float = 1.0, top_p: float = 0.95,
+                         max_tokens: int = 64) -> dict:
+    """The judge where the loop needs it: the model answers held-out tasks as the loop's
+    response stage samples (`samples` answers each), then grades those answers in logprob
+    mode (lowest of quality and following). Returns assessed_pairs_judge_auc overall and by
+    family, plus right_share, the share of answers the checker accepts."""
+    from engine.generation import SamplingParams
+    from engine.selfalign.response_filters import clean_response
+
+    tasks = held_out_tasks(tasks_per_family, seed=seed)
+    outs = llm.generate([t.prompt for t in tasks],
+                        SamplingParams(temperature=temperature, top_p=top_p, max_tokens=max_tokens,
+                                       n=samples, seed=seed), use_tqdm=False)
+    records = [{"family": t.family, "instruction": t.instruction, "input": t.input,
+                "response": clean_response(s.text)} for t, o in zip(tasks, outs) for s in o.outputs]
+    triples = [(r["instruction"], r["input"], r["response"]) for r in records]
+    per_kind = {k: logprob_scores(llm, triples, k) for k in ("quality", "following")}
+    for i, r in enumerate(records):
+        r["logprob_scores"] = {k: v[i] for k, v in per_kind.items()}
+    result = assessed_pairs_judge_auc(records)
+    result["right_share"] = result["right"] / max(1, result["right"] + result["wrong"])
+    result["by_family"] = {f: assessed_pairs_judge_auc([r for r in records if r["family"] == f])
+                           for f in sorted({r["family"] for r in records})}
+    return result
+
+
 def synthesis_continuations(llm, n_meta_prompts: int, max_tokens: int = 100, seed: int = 0,
                             num_examples: int = 5, n_seeds: int = 36) -> list[tuple[str, str]]:
     """(text, finish_reason) of the model continuing n meta-prompts over the world's seeds,
@@ -101,6 +128,7 @@ def measure_model(llm, heldout_per_family: int = 20, judge_per_family: int = 10,
     judge      judge_accuracy (AUC, accuracy at `threshold`, ...) over one right and one
                wrong answer per task of held_out_tasks(judge_per_family, seed), for the
                logprob and the sampled score, each the lowest of quality and following
+    judge_own  judge_on_own_answers: the AUC on the model's own sampled answers
     synthesis  task_list_quality of `meta_prompts` sampled continuations
     """
     tasks = held_out_tasks(heldout_per_family, seed=seed)
@@ -109,6 +137,7 @@ def measure_model(llm, heldout_per_family: int = 20, judge_per_family: int = 10,
         "heldout": heldout_accuracy(greedy_answers(llm), tasks),
         "judge": {mode: judge_accuracy(judge_fn(llm, mode), items, threshold)
                   for mode in ("logprob", "sample")},
+        "judge_own": judge_on_own_answers(llm, seed=seed + 3),
         "synthesis": task_list_quality(
             synthesis_continuations(llm, meta_prompts, synthesis_max_tokens, seed)),
     }

@@ -176,6 +176,16 @@ def wrong_output(task: WorldTask, rng: random.Random) -> str:
     raise RuntimeError(f"no wrong answer found for {task!r}")
 
 
+def off_task_output(task: WorldTask, rng: random.Random, split: str = "train") -> str:
+    """The right answer to another task of the same family that check() rejects for `task`:
+    the error a sampling base model makes most (it answers about another word or list)."""
+    for _ in range(100):
+        candidate = sample_task(rng, task.family, split=split).output
+        if not check(task.instruction, task.input, candidate):
+            return candidate
+    raise RuntimeError(f"no off-task answer found for {task!r}")
+
+
 def held_out_tasks(n_per_family: int, seed: int = 0) -> list[WorldTask]:
     """n_per_family distinct evaluation tasks of each family, family by family.
 
