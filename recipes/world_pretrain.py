@@ -42,9 +42,12 @@ def parse_args(argv: list[str] | None):
     p.add_argument("--init", default=None,
                    help="continue from this model directory (and its tokenizer) instead of a "
                         "random init; give another --seed for a fresh corpus")
-    p.add_argument("--judgement-loss", action="store_true",
-                   help="graded documents carry loss on the judgement only "
-                        "(CorpusSettings.judgement_loss_only)")
+    p.add_argument("--answer-loss-only", action="store_true",
+                   help="answered / graded documents carry loss on the output / judgement only "
+                        "(CorpusSettings.answer_loss_only)")
+    p.add_argument("--own-answers", type=int, default=0,
+                   help="with --init: sample the init model's answers to this many training-side "
+                        "tasks and add graded documents over them (own_answer_graded_documents)")
     p.add_argument("--docs", type=int, default=60000, help="corpus documents")
     p.add_argument("--mix", default="0.78,0.02,0.2", help="answered,task_list,graded shares")
     p.add_argument("--wrong-rate", type=float, default=0.3)
@@ -57,6 +60,8 @@ def parse_args(argv: list[str] | None):
     p.add_argument("--warmup", type=int, default=50)
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads; 1 ran 5x faster than 2 on 2 cores shared with other jobs")
+    p.add_argument("--own-answers-balance", action="store_true",
+                   help="grade as many right answers as wrong ones (true outputs fill in)")
     p.add_argument("--heldout-per-family", type=int, default=20)
     p.add_argument("--skip-measure", action="store_true")
     return p.parse_args(argv)
@@ -79,10 +84,11 @@ def pretrain(args) -> dict:
     answered, task_list, graded = (float(x) for x in args.mix.split(","))
     settings = CorpusSettings(mix=CorpusMix(answered, task_list, graded),
                               wrong_rate=args.wrong_rate, judge_noise=args.judge_noise,
-                              judgement_loss_only=args.judgement_loss,
+                              answer_loss_only=args.answer_loss_only,
                               graded_off_task_share=args.off_task)
     corpus = work / "corpus.jsonl"
     counts = write_corpus(corpus, args.docs, seed=args.seed, settings=settings, tokenizer=base)
+    own = add_own_answer_documents(corpus, base, args) if args.own_answers else None
     t1 = time.time()
     result = train(TrainConfig(
         model=str(base), data=[str(corpus)], output=str(work / "train"), prompt_format="raw",
@@ -96,15 +102,42 @@ def pretrain(args) -> dict:
     for name in MODEL_FILES:
         shutil.copy2(Path(result.model_dir) / name, out / name)
     return {"init": str(base) if args.init else "random",
+            "own_answers": own,
             "corpus": {"documents": args.docs, "by_kind": counts, "mix": args.mix,
                        "wrong_rate": args.wrong_rate, "judge_noise": args.judge_noise,
-                       "judgement_loss_only": args.judgement_loss,
+                       "answer_loss_only": args.answer_loss_only,
                        "graded_off_task_share": args.off_task},
             "training": {"steps": result.steps, "tokens": result.tokens,
                          "final_loss": result.final_loss, "first_loss": result.losses[0],
                          "losses_every_10": result.losses[::10], "seq_len": args.seq_len,
                          "epochs": args.epochs, "lr": args.lr, "warmup_steps": args.warmup},
             "seconds": {"setup": round(t1 - t0, 1), "train": round(t2 - t1, 1)}}
+
+
+def add_own_answer_documents(corpus: Path, model_dir: Path, args) -> dict:
+    """Append graded documents over model_dir's own answers to args.own_answers training-side
+    tasks (sampled as the loop samples its responses), and shuffle them into the corpus."""
+    import random
+
+    from engine.generation import LLM
+    from engine.world.corpus import own_answer_graded_documents
+    from engine.world.model_measures import sample_answers
+    from engine.world.tasks import sample_task
+
+    rng = random.Random(f"world-own-answers-{args.seed}")
+    tasks = [sample_task(rng) for _ in range(args.own_answers)]
+    llm = LLM(str(model_dir), dtype="float32", device="cpu", kv_cache_bytes=64 * 2**20,
+              max_num_seqs=128, max_num_batched_tokens=8192, seed=args.seed)
+    answers = sample_answers(llm, tasks, seed=args.seed)
+    del llm
+    docs = own_answer_graded_documents(answers, rng, args.judge_noise, args.own_answers_balance)
+    lines = corpus.read_text(encoding="utf-8").splitlines()
+    lines += [json.dumps(d, ensure_ascii=False) for d in docs]
+    rng.shuffle(lines)
+    corpus.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    right = sum(ok for _, _, ok in answers)
+    return {"tasks": len(answers), "right": right, "graded_documents": len(docs),
+            "balance": args.own_answers_balance}
 
 
 def measure(model_dir: Path, heldout_per_family: int, seed: int) -> dict:

@@ -9,11 +9,13 @@ from engine.selfalign.seeds import read_seed_tasks
 from engine.selfalign.synthesis import build_meta_prompt, meta_prompt_header, parse_generated_tasks
 from engine.world.base_model import world_tokenizer
 from engine.world.corpus import (CorpusMix, CorpusSettings, corpus_documents,
+                                 own_answer_graded_documents,
                                  parse_answered_document, split_graded_document,
                                  split_task_list_document, write_corpus)
 from engine.world.families import FAMILIES
 from engine.world.seeds import seed_tasks_for_world, write_seed_file
-from engine.world.tasks import check, held_out_tasks, is_held_out, raw_prompt, recognize
+from engine.world.tasks import (check, held_out_tasks, is_held_out, raw_prompt, recognize,
+                                sample_task, wrong_output)
 
 
 def _docs(n, kind=None, seed=0, **settings):
@@ -141,16 +143,37 @@ def test_off_task_share_of_graded_wrong_responses_answers_another_task():
     assert _docs(200, None) == _docs(200, None, graded_off_task_share=0.0)
 
 
-def test_judgement_loss_only_writes_graded_documents_as_prompt_and_completion():
+def test_answer_loss_only_writes_records_with_loss_on_the_answer():
     plain = _docs(300, None)
-    split = _docs(300, None, judgement_loss_only=True)
+    split = _docs(300, None, answer_loss_only=True)
     assert [d["kind"] for d in plain] == [d["kind"] for d in split]
     for a, b in zip(plain, split):
         if a["kind"] == "graded":
             assert set(b) == {"prompt", "completion", "kind"}
             assert (b["prompt"], b["completion"]) == split_graded_document(a["text"])
+        elif a["kind"] == "answered":
+            assert set(b) == {"instruction", "input", "output", "kind"}
+            assert raw_prompt(b["instruction"], b["input"]) + b["output"] == a["text"]
         else:
             assert a == b
+
+
+def test_own_answer_graded_documents_balance_right_and_wrong_by_the_checker():
+    rng = random.Random(0)
+    tasks = [sample_task(rng) for _ in range(40)]
+    answers = [(t, t.output if i % 4 == 0 else wrong_output(t, rng), i % 4 == 0)
+               for i, t in enumerate(tasks)]
+    natural = own_answer_graded_documents(answers, random.Random(1), judge_noise=0.0)
+    assert len(natural) == 40
+    assert sum(parse_score(d["completion"]) > 8 for d in natural) == 10   # the model's own rate
+    docs = own_answer_graded_documents(answers, random.Random(1), judge_noise=0.0, balance=True)
+    assert len(docs) == 2 * 30
+    graded = [_graded_fields(d["prompt"] + d["completion"]) for d in docs]
+    verdicts = [check(i, x, r) for _, i, x, r, _ in graded]
+    assert verdicts.count(True) == verdicts.count(False) == 30
+    assert all((parse_score(j) > 8) == v for (_, _, _, _, j), v in zip(graded, verdicts))
+    wrong_given = {(t.instruction, t.input, r) for t, r, ok in answers if not ok}
+    assert {(i, x, r) for (_, i, x, r, _), v in zip(graded, verdicts) if not v} == wrong_given
 
 
 def test_no_document_holds_a_held_out_pair():

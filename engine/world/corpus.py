@@ -13,9 +13,15 @@ every document; no document contains a special token):
              quality and following alike: 9 or 10 for a right answer, 1..4 for a wrong one,
              with the verdict flipped for a `judge_noise` share, so the judge is imperfect.
 
-With `judgement_loss_only`, graded documents are written as {"prompt", "completion"} records
-instead (the assessment prompt, then the judgement), so the trainer puts loss on the
-judgement alone: in a plain document the one score token is ~1/170 of its loss.
+With `answer_loss_only`, answered documents are written as Alpaca records ({"instruction",
+"input", "output"}: the trainer's raw format, the same text, loss on the output) and graded
+ones as {"prompt", "completion"} records (loss on the judgement alone): in a plain graded
+document the one score token is ~1/170 of its loss, and answered documents hold most of the
+loss tokens of a mixed batch.
+
+`own_answer_graded_documents` grades a model's own sampled answers instead of generated
+wrong ones, for a judge stage that continues pretraining (recipes/world_pretrain.py
+--own-answers).
 
 Only training-side tasks appear (tasks.is_held_out is False for every pair in the corpus).
 
@@ -73,7 +79,8 @@ class CorpusSettings:
     list_examples: int = 5           # blocks in the meta-prompt (the loop's tasks_per_meta_prompt)
     list_extra: tuple[int, int] = (1, 5)  # how many more blocks follow, inclusive range
     max_tokens: int = CONTEXT        # task-list budget, applied when a tokenizer is given
-    judgement_loss_only: bool = False  # graded documents as prompt/completion records
+    answer_loss_only: bool = False   # answered / graded documents as records with loss on
+                                     # the output / the judgement only
 
     def __post_init__(self):
         for name in ("wrong_rate", "judge_noise", "graded_wrong_share", "graded_off_task_share"):
@@ -193,6 +200,31 @@ def split_graded_document(text: str) -> tuple[str, str]:
     return text[:cut], text[cut:]
 
 
+def own_answer_graded_documents(answers: list[tuple[WorldTask, str, bool]], rng: random.Random,
+                                judge_noise: float = 0.1, balance: bool = False) -> list[dict]:
+    """Graded documents over a model's own answers, as {"prompt", "completion", "kind"}.
+
+    answers: (task, response, right) triples, e.g. model_measures.sample_answers. Each answer
+    is graded once, so the judge sees right and wrong answers at the model's own rates, per
+    family too. With balance, as many right answers as wrong ones are graded: the model's own
+    first, then the true outputs of tasks it got wrong (this hides from the judge how often
+    the model is right on each family). Verdicts follow the checker, flipped for a
+    judge_noise share; kinds are drawn at random. The order is shuffled.
+    """
+    wrong = [(t, r) for t, r, ok in answers if not ok]
+    right = [(t, r) for t, r, ok in answers if ok]
+    if balance:
+        right = right[:len(wrong)] + [(t, t.output) for t, _ in wrong[:max(0, len(wrong) - len(right))]]
+    docs = []
+    for (task, response), correct in [(w, False) for w in wrong] + [(r, True) for r in right]:
+        kind = rng.choice(ASSESSMENT_KINDS)
+        docs.append({"prompt": build_assessment_prompt(kind, task.instruction, task.input, response),
+                     "completion": graded_judgement(kind, correct, rng, judge_noise),
+                     "kind": "graded"})
+    rng.shuffle(docs)
+    return docs
+
+
 # ---- the corpus ------------------------------------------------------------------------
 
 def token_counter(tokenizer) -> Callable[[str], int]:
@@ -210,7 +242,8 @@ def token_counter(tokenizer) -> Callable[[str], int]:
 def corpus_documents(n_docs: int, seed: int = 0, settings: CorpusSettings | None = None,
                      tokenizer=None) -> Iterator[dict]:
     """n_docs documents {"text": str, "kind": str}, kinds shuffled, deterministic by seed
-    (graded ones {"prompt", "completion", "kind"} with settings.judgement_loss_only).
+    (with settings.answer_loss_only, answered ones {"instruction", "input", "output", "kind"}
+    and graded ones {"prompt", "completion", "kind"}).
 
     tokenizer: optional (see token_counter); with it every task-list document fits
     settings.max_tokens including the end-of-text token. Answered and graded documents are
@@ -225,13 +258,18 @@ def corpus_documents(n_docs: int, seed: int = 0, settings: CorpusSettings | None
         if kind == "answered":
             task = sample_task(rng)
             wrong = rng.random() < settings.wrong_rate
-            text = answered_document(task, wrong_output(task, rng) if wrong else task.output)
+            output = wrong_output(task, rng) if wrong else task.output
+            if settings.answer_loss_only:
+                yield {"instruction": task.instruction, "input": task.input, "output": output,
+                       "kind": kind}
+                continue
+            text = answered_document(task, output)
         elif kind == "task_list":
             text = task_list_document(rng, settings.list_examples, settings.list_extra,
                                       count_tokens, settings.max_tokens)
         else:
             text = graded_document(rng, settings)
-            if settings.judgement_loss_only:
+            if settings.answer_loss_only:
                 prompt, judgement = split_graded_document(text)
                 yield {"prompt": prompt, "completion": judgement, "kind": kind}
                 continue

@@ -22,7 +22,7 @@ from engine.selfalign.synthesis import build_meta_prompt
 from engine.world.measure import (assessed_pairs_judge_auc, heldout_accuracy, judge_accuracy,
                                   judge_items, task_list_quality)
 from engine.world.seeds import seed_tasks_for_world
-from engine.world.tasks import held_out_tasks
+from engine.world.tasks import WorldTask, check, held_out_tasks
 
 Triple = tuple[str, str, str]   # (instruction, input, response)
 
@@ -77,26 +77,37 @@ def judge_fn(llm, mode: str, kinds: Sequence[str] = ("quality", "following"),
     return score
 
 
-def judge_on_own_answers(llm, tasks_per_family: int = 12, samples: int = 4, seed: int = 3,
-                         temperature: float = 1.0, top_p: float = 0.95,
-                         max_tokens: int = 64) -> dict:
+def sample_answers(llm, tasks: Sequence[WorldTask], samples: int = 1, seed: int = 0,
+                   temperature: float = 1.0, top_p: float = 0.95,
+                   max_tokens: int = 32) -> list[tuple[WorldTask, str, bool]]:
+    """(task, response, right) for `samples` answers to each task, sampled as the loop's
+    response stage samples (world.toml: temperature 1.0, top_p 0.95, 32 tokens), cleaned as
+    it cleans them, and judged by the checker."""
+    from engine.generation import SamplingParams
+    from engine.selfalign.response_filters import clean_response
+
+    outs = llm.generate([t.prompt for t in tasks],
+                        SamplingParams(temperature=temperature, top_p=top_p, max_tokens=max_tokens,
+                                       n=samples, seed=seed), use_tqdm=False)
+    answers = []
+    for task, out in zip(tasks, outs):
+        for sample in out.outputs:
+            response = clean_response(sample.text)
+            answers.append((task, response, bool(check(task.instruction, task.input, response))))
+    return answers
+
+
+def judge_on_own_answers(llm, tasks_per_family: int = 12, samples: int = 4, seed: int = 3) -> dict:
     """The judge where the loop needs it: the model answers held-out tasks as the loop's
     response stage samples (`samples` answers each), then grades those answers in logprob
     mode (lowest of quality and following). Returns assessed_pairs_judge_auc overall and by
     family, plus right_share, the share of answers the checker accepts."""
-    from engine.generation import SamplingParams
-    from engine.selfalign.response_filters import clean_response
-
-    tasks = held_out_tasks(tasks_per_family, seed=seed)
-    outs = llm.generate([t.prompt for t in tasks],
-                        SamplingParams(temperature=temperature, top_p=top_p, max_tokens=max_tokens,
-                                       n=samples, seed=seed), use_tqdm=False)
-    records = [{"family": t.family, "instruction": t.instruction, "input": t.input,
-                "response": clean_response(s.text)} for t, o in zip(tasks, outs) for s in o.outputs]
-    triples = [(r["instruction"], r["input"], r["response"]) for r in records]
+    answers = sample_answers(llm, held_out_tasks(tasks_per_family, seed=seed), samples, seed)
+    triples = [(t.instruction, t.input, r) for t, r, _ in answers]
     per_kind = {k: logprob_scores(llm, triples, k) for k in ("quality", "following")}
-    for i, r in enumerate(records):
-        r["logprob_scores"] = {k: v[i] for k, v in per_kind.items()}
+    records = [{"family": t.family, "instruction": t.instruction, "input": t.input,
+                "response": r, "logprob_scores": {k: v[i] for k, v in per_kind.items()}}
+               for i, (t, r, _) in enumerate(answers)]
     result = assessed_pairs_judge_auc(records)
     result["right_share"] = result["right"] / max(1, result["right"] + result["wrong"])
     result["by_family"] = {f: assessed_pairs_judge_auc([r for r in records if r["family"] == f])
