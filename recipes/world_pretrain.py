@@ -1,16 +1,26 @@
 """Pretrain the toy world's base model M_0 on the CPU with our own trainer, and measure it.
 
-    python recipes/world_pretrain.py                        # writes engine/world/data/base_model
-                                                            # (13 min on one CPU thread)
+The shipped M_0 (engine/world/data/base_model, record in base_model.json) takes two runs:
+
+    # stage 1, 13 min on one thread: a random model on 60k world documents
+    python recipes/world_pretrain.py --out runs/world_stage1 --work runs/world_pretrain
+    # stage 2, 8 min on two threads: a judge stage over stage 1's own sampled answers
+    python recipes/world_pretrain.py --init runs/world_stage1 --seed 2 --own-answers 14000 \
+        --docs 14000 --mix 1,0.02,0 --answer-loss-only --lr 1e-3 --warmup 50 --threads 2
+
     python recipes/world_pretrain.py --docs 2000 --out /tmp/m0 --work /tmp/m0_work   # a pilot
 
-1. a random "small" world model directory with the world tokenizer (write_world_base_dir)
+1. a random "small" world model directory with the world tokenizer (write_world_base_dir),
+   or the --init model
 2. the world corpus (write_corpus): answered tasks with a wrong share, numbered task lists in
-   the meta-prompt's shape, graded pairs in the assessment prompts' shape; {"text"} records
-3. engine.training.train on it in plain-text mode (loss on every token), one epoch
+   the meta-prompt's shape, graded pairs in the assessment prompts' shape; with
+   --own-answers, graded pairs over the --init model's own sampled answers as well
+3. engine.training.train on it (plain-text records, or with --answer-loss-only records whose
+   loss is on the answer and the judgement alone), one epoch
 4. the exported model (bf16 safetensors, a few MB) copied to --out, measured with the loop's
-   own prompts (held-out accuracy, judge AUC, parseable task lists), and a record written
-   next to it as <out>.json: command, seed, corpus, steps, losses, seconds and the measures.
+   own prompts (held-out accuracy, judge AUC on generated and on its own answers, parseable
+   task lists), and a record written next to it as <out>.json: command, seed, corpus, steps,
+   losses, seconds, the measures, and the --init model's record.
 """
 from __future__ import annotations
 
