@@ -79,6 +79,7 @@ def variant_rows(name: str, run_root: Path) -> list[str] | None:
                     f"| {_fmt(answered.get('n'))} | {_fmt(trained)} "
                     f"| {_fmt(answered.get('correct_share'))} | {_fmt(kept.get('correct_share'))} "
                     f"| {_fmt(data.get('lift'))} "
+                    f"| {_fmt(data.get('judge_on_pairs', {}).get('auc'))} "
                     f"| {_fmt(counts[i]['world']['heldout']['overall'])} |")
     return rows
 
@@ -98,13 +99,14 @@ def write_table(args, seconds: dict[str, float]) -> Path:
              "Per iteration: answered = pairs that passed the response filters and were "
              "judged, kept = pairs that trained, and the checker's correct share among answered "
              "and kept pairs (only tasks the checker recognizes count); lift = kept − answered "
-             "share.", "",
+             "share; judge AUC = how well the iteration's judge ranked those answered pairs "
+             "(empty where nothing was scored).", "",
              "| variant | held-out accuracy M_0 → M_i | iter | answered | kept "
-             "| answered correct | kept correct | lift | M_i held-out |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| answered correct | kept correct | lift | judge AUC | M_i held-out |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for name in VARIANTS:
         rows = variant_rows(name, Path(args.runs_dir) / name)
-        lines += rows if rows else [f"| {name} | not run | | | | | | | |"]
+        lines += rows if rows else [f"| {name} | not run | | | | | | | | |"]
     lines += ["", "| variant | what it changes | wall seconds |", "|---|---|---|"]
     for name, (what, _) in VARIANTS.items():
         took = _fmt(round(seconds[name])) if name in seconds else "-"
@@ -123,8 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--iterations", type=int, default=2)
     p.add_argument("--num-prompts", type=int, default=0, help="0: as in the config")
     p.add_argument("--heldout-per-family", type=int, default=0, help="0: as in the config")
-    # world.toml's logprob scores sit within 5.5..5.9 (quartiles of the lower score 5.62 / 5.64
-    # / 5.67), so a step of 1 would keep everything or nothing
+    # world.toml's logprob scores sit close together (quartiles of the lower score 3.62 / 3.65
+    # / 3.70 on M_0's own pairs), so a step of 1 would keep everything or nothing
     p.add_argument("--threshold-step", type=float, default=0.03,
                    help="how far threshold_low / threshold_high move the threshold")
     p.add_argument("--table", default="docs/world/ablations.md")

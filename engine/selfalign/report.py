@@ -219,6 +219,10 @@ def _plot(run: RunDirectory, iters: list[int], counts: dict, evals: dict, out: P
                     label="kept pairs correct")
             ax.plot(data_x, [world[i]["data"]["answered"].get("correct_share") for i in data_x], marker="v",
                     label="answered pairs correct")
+            judged_x = [i for i in data_x if world[i]["data"].get("judge_on_pairs")]
+            if judged_x:
+                ax.plot(judged_x, [world[i]["data"]["judge_on_pairs"].get("auc") for i in judged_x],
+                        marker="d", linestyle="--", label="judge AUC on its pairs")
         ax.set_xlabel("iteration (0 = base model)")
         ax.set_ylim(0, 1)
         ax.set_title("Toy world")
