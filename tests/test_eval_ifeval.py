@@ -94,7 +94,7 @@ def test_reading_input_data_drops_none_kwargs(tmp_path):
 
 
 @pytest.mark.parametrize("bad_line, fragment", [
-    ('{"key": 1, "prompt": "x", "instruction_id_list": [', "not valid JSON"),
+    ('{"key": 1, "prompt": "x", "instruction_id_list": [', "malformed JSON"),
     ('[1, 2]', "expected a JSON object"),
     ('{"key": 1, "prompt": "x", "kwargs": []}', "missing field 'instruction_id_list'"),
     ('{"key": 1, "prompt": "x", "instruction_id_list": ["punctuation:no_comma"], "kwargs": []}',

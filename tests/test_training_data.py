@@ -76,7 +76,7 @@ def test_completion_record_is_tokenized_like_llm_score_and_trains_on_completion(
 @pytest.mark.parametrize("line, problem", [
     ({"prompt": "x", "completion": ""}, "'completion' is empty"),
     ({"prompt": 3, "completion": "y"}, "needs string 'prompt'"),
-    ('{"instruction": "x", "output": ', "invalid JSON"),
+    ('{"instruction": "x", "output": ', "malformed JSON"),
     ({"instruction": "x"}, "missing key 'output'"),
     ({"instruction": "x", "output": 3}, "'output' must be a string"),
     ({"instruction": "x", "input": ["a"], "output": "y"}, "'input' must be a string"),

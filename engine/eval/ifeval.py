@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.eval.instructions import check_instruction, validate_kwargs
-from engine.eval.jsonl import json_records
+from engine.jsonl import json_records
 
 DEFAULT_IFEVAL_DATA = Path(__file__).parent / "data" / "ifeval_prompts.jsonl"
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, Sequence
 
-from engine.eval.jsonl import json_records
+from engine.jsonl import json_records
 
 DEFAULT_JUDGE_PROMPTS = Path(__file__).parent / "data" / "judge_prompts.jsonl"
 

@@ -16,6 +16,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from engine.jsonl import json_records
+
 
 class RecordFormatError(ValueError):
     """A JSONL file holds a line that is not a JSON object (names file and line)."""
@@ -100,27 +102,7 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
     torn write from a killed run and is ignored; any other malformed line, or a line that
     is not a JSON object, raises RecordFormatError naming file and line.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such JSONL file")
-    text = path.read_text(encoding="utf-8")
-    lines = text.split("\n")
-    records: list[dict] = []
-    for lineno, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            is_unterminated_last = lineno == len(lines) and not text.endswith("\n")
-            if is_unterminated_last:
-                break
-            raise RecordFormatError(f"{path}:{lineno}: malformed JSON ({err.msg})") from None
-        if not isinstance(record, dict):
-            raise RecordFormatError(
-                f"{path}:{lineno}: expected a JSON object, got {type(record).__name__}")
-        records.append(record)
-    return records
+    return [record for _, record in json_records(path, RecordFormatError, torn_tail_ok=True)]
 
 
 def _atomic_write_text(path: Path, text: str) -> None:

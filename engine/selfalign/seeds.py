@@ -15,10 +15,11 @@ naming the file and line number.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from engine.jsonl import json_records
 
 DEFAULT_SEED_PATH = Path(__file__).parent / "data" / "seed_tasks.jsonl"
 
@@ -46,9 +47,7 @@ def _expect_str(obj: dict, key: str, where: str, required: bool) -> str:
     return value
 
 
-def _parse_seed(obj: object, where: str, default_id: str) -> SeedTask:
-    if not isinstance(obj, dict):
-        raise SeedFormatError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+def _parse_seed(obj: dict, where: str, default_id: str) -> SeedTask:
     instruction = _expect_str(obj, "instruction", where, required=True)
     if not instruction.strip():
         raise SeedFormatError(f"{where}: 'instruction' is empty")
@@ -84,21 +83,14 @@ def read_seed_tasks(path: str | os.PathLike) -> list[SeedTask]:
         raise FileNotFoundError(f"{path}: seed file not found")
     seeds: list[SeedTask] = []
     first_line_of_id: dict[str, int] = {}
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise SeedFormatError(f"{where}: malformed JSON ({err.msg})") from None
-            seed = _parse_seed(obj, where, default_id=f"line_{lineno}")
-            if seed.id in first_line_of_id:
-                raise SeedFormatError(
-                    f"{where}: id {seed.id!r} already used on line {first_line_of_id[seed.id]}")
-            first_line_of_id[seed.id] = lineno
-            seeds.append(seed)
+    for lineno, obj in json_records(path, SeedFormatError):
+        where = f"{path}:{lineno}"
+        seed = _parse_seed(obj, where, default_id=f"line_{lineno}")
+        if seed.id in first_line_of_id:
+            raise SeedFormatError(
+                f"{where}: id {seed.id!r} already used on line {first_line_of_id[seed.id]}")
+        first_line_of_id[seed.id] = lineno
+        seeds.append(seed)
     if not seeds:
         raise SeedFormatError(f"{path}: no seed tasks in file")
     return seeds

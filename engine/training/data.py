@@ -22,6 +22,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.jsonl import json_records
 from engine.tokenizer import Tokenizer
 
 
@@ -78,21 +79,12 @@ def read_jsonl_records(paths: list[str | Path]):
         p = Path(path)
         if not p.is_file():
             raise DataError(f"data file {p} does not exist")
-        with p.open(encoding="utf-8") as fh:
-            for line_no, line in enumerate(fh, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise DataError(f"{p}:{line_no}: invalid JSON ({e.msg} at column {e.colno})") from None
-                _validate(record, f"{p}:{line_no}")
-                yield p, line_no, record
+        for line_no, record in json_records(p, DataError):
+            _validate(record, f"{p}:{line_no}")
+            yield p, line_no, record
 
 
-def _validate(record, where: str) -> None:
-    if not isinstance(record, dict):
-        raise DataError(f"{where}: expected a JSON object, got {type(record).__name__}")
+def _validate(record: dict, where: str) -> None:
     if "text" in record:
         if not isinstance(record["text"], str) or not record["text"]:
             raise DataError(f"{where}: 'text' must be a non-empty string")
