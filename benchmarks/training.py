@@ -39,7 +39,7 @@ from engine import ops  # noqa: E402
 from engine.checkpoint import save_state_dict  # noqa: E402
 from engine.config import ModelConfig  # noqa: E402
 from engine.model import CausalLM  # noqa: E402
-from engine.presets import CORPUS, tiny_config, write_tiny  # noqa: E402
+from engine.presets import CORPUS, random_init, tiny_config, write_tiny  # noqa: E402
 from engine.tokenizer import Tokenizer, copy_tokenizer_files  # noqa: E402
 from engine.training import TrainConfig, train  # noqa: E402
 from engine.training.data import load_sft_samples  # noqa: E402
@@ -82,15 +82,7 @@ def write_random_model(shape: dict, out: Path, tokenizer_dir: Path, device: torc
     with torch.device("meta"):
         model = CausalLM(cfg)
     model.to_empty(device=device)
-    torch.manual_seed(0)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith("norm.weight"):
-                p.fill_(1.0)
-            elif name.endswith(".bias"):
-                p.zero_()
-            else:
-                p.normal_(0.0, 0.02)
+    random_init(model, seed=0)
     save_state_dict({k: v.to(torch.bfloat16) for k, v in model.state_dict().items()}, cfg, out)
     copy_tokenizer_files(tokenizer_dir, out)
     del model

@@ -83,15 +83,25 @@ def random_init(model: CausalLM, seed: int, std: float = 0.02) -> None:
             p.copy_(torch.randn(p.shape, generator=gen) * std)
 
 
+def eos_ids_of(tok: HFTokenizer) -> list[int]:
+    """The preset tokenizers' end-of-sequence ids: <|endoftext|> (raw text), <|im_end|> (chat)."""
+    return [tok.token_to_id("<|endoftext|>"), tok.token_to_id("<|im_end|>")]
+
+
 def write_tiny(out_dir: str | Path, seed: int = 0, model_type: str = "qwen2", **overrides) -> Path:
+    tok = train_tiny_tokenizer()
+    cfg = tiny_config(tok.get_vocab_size(), model_type, eos_ids_of(tok), **overrides)
+    return write_random_model_dir(out_dir, tok, cfg, seed)
+
+
+def write_random_model_dir(out_dir: str | Path, tok: HFTokenizer, cfg: ModelConfig, seed: int) -> Path:
+    """An HF-layout directory: cfg's model with random_init(seed), tok, and a ChatML
+    tokenizer_config whose context is cfg.max_position_embeddings."""
     from engine.checkpoint import save_pretrained
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    tok = train_tiny_tokenizer()
     tok.save(str(out / "tokenizer.json"))
-    eos_ids = [tok.token_to_id("<|endoftext|>"), tok.token_to_id("<|im_end|>")]
-    cfg = tiny_config(tok.get_vocab_size(), model_type, eos_ids, **overrides)
     model = CausalLM(cfg)
     random_init(model, seed)
     save_pretrained(model, out)

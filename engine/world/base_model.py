@@ -11,15 +11,13 @@ prompts gets few tokens and a task-list document fits the 512-token context.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from pathlib import Path
 
 from tokenizers import Tokenizer as HFTokenizer
 
 from engine.config import ModelConfig
-from engine.model import CausalLM
-from engine.presets import QWEN_CHAT_TEMPLATE, random_init, train_bpe_tokenizer
+from engine.presets import eos_ids_of, train_bpe_tokenizer, write_random_model_dir
 from engine.world.corpus import CorpusSettings, corpus_documents
 
 CONTEXT = 512  # tokens: what the documents are built to fit and the model is trained on
@@ -65,19 +63,6 @@ def write_world_base_dir(out_dir: str | Path, seed: int = 0, size: str = "small"
 
     The tokenizer is trained on `tokenizer_docs` corpus documents drawn with `seed`.
     """
-    from engine.checkpoint import save_pretrained
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     tok = world_tokenizer(vocab_size, tokenizer_docs, seed)
-    tok.save(str(out / "tokenizer.json"))
-    eos_ids = [tok.token_to_id("<|endoftext|>"), tok.token_to_id("<|im_end|>")]
-    cfg = world_config(tok.get_vocab_size(), eos_ids, size, **config_overrides)
-    model = CausalLM(cfg)
-    random_init(model, seed)
-    save_pretrained(model, out)
-    tok_cfg = {"tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": CONTEXT,
-               "eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>", "bos_token": None,
-               "unk_token": None, "add_bos_token": False, "chat_template": QWEN_CHAT_TEMPLATE}
-    (out / "tokenizer_config.json").write_text(json.dumps(tok_cfg, indent=2))
-    return out
+    cfg = world_config(tok.get_vocab_size(), eos_ids_of(tok), size, **config_overrides)
+    return write_random_model_dir(out_dir, tok, cfg, seed)
