@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
-try:
-    import tomllib
-except ImportError:            # Python 3.10
-    import tomli as tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from engine.config import read_toml, tomllib
 
 
 class SettingsError(ValueError):
@@ -215,12 +213,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Is
     cfg = IsheepConfig()
     if path is not None:
         p = Path(path)
-        if not p.is_file():
-            raise SettingsError(f"config file {p} does not exist")
-        try:
-            data = tomllib.loads(p.read_text())
-        except tomllib.TOMLDecodeError as e:
-            raise SettingsError(f"{p}: {e}") from None
+        data = read_toml(p, SettingsError)
         for section, table in data.items():
             if not isinstance(table, dict):
                 raise SettingsError(f"{p}: top-level key {section!r} must be a [section]")
@@ -240,7 +233,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Is
 
 
 def _parse_literal(text: str):
+    lib = tomllib()
     try:
-        return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
+        return lib.loads(f"v = {text}")["v"]
+    except lib.TOMLDecodeError:
         return text

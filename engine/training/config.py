@@ -14,6 +14,8 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from engine.config import read_toml
+
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 PROMPT_FORMATS = ("chat", "raw")
 OVERLONG_POLICIES = ("truncate", "drop")
@@ -129,20 +131,7 @@ def apply_overrides(cfg: TrainConfig, overrides: list[str] | dict) -> TrainConfi
 
 def load_toml(path: str | Path) -> dict:
     """Settings from a TOML file: top-level keys, or those of a [train] table."""
-    try:
-        import tomllib
-    except ImportError:            # Python 3.10
-        try:
-            import tomli as tomllib
-        except ImportError:
-            raise ConfigError("reading TOML needs Python >= 3.11 or the tomli package") from None
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"config file {p} does not exist")
-    try:
-        d = tomllib.loads(p.read_text())
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{p}: invalid TOML ({e})") from None
+    d = read_toml(path, ConfigError)
     return d.get("train", d)
 
 
