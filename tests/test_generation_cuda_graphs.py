@@ -1,20 +1,11 @@
 """The CUDA-graph decode path's data handling, on CPU: static buffers, padding to the captured
 batch size (padding rows write no K/V), block-table copies. A stand-in "graph" replays the
 eager forward on the static buffers, which is exactly what a captured graph would compute."""
-import pytest
 import torch
 
 from engine.generation import LLM, SamplingParams
 from engine.generation.cuda_graphs import DecodeGraphs, graph_batch_sizes
 from hf_models import write_hf_model
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 class _EagerReplay:

@@ -11,14 +11,6 @@ PROMPTS = ["Write a short poem about the sea.", "List three colors:",
            "Instruction: explain why the sky is blue.\nInput: none\nOutput:", "Hi"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     return write_tiny(tmp_path_factory.mktemp("tiny"), seed=0)

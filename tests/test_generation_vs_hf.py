@@ -14,15 +14,6 @@ from hf_models import load_hf, write_hf_model
 MAX_NEW = 20
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny ops on a loaded 2-core machine: OpenMP barriers cost more than the work."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _prompts(vocab: int) -> list[list[int]]:
     """Prompts of different lengths; three share a 33..48-token prefix (prefix-cache hits)."""
     g = torch.Generator().manual_seed(7)

@@ -7,14 +7,6 @@ from engine.generation import sampler
 VOCAB = 40
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _logits() -> torch.Tensor:
     return torch.randn(VOCAB, generator=torch.Generator().manual_seed(0)) * 2
 

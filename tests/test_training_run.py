@@ -25,15 +25,6 @@ COMMON = ["seq_len=112", "lr=1e-2", "warmup_steps=2", "min_lr=1e-3", "epochs=6",
           "weight_decay=0.01", "max_grad_norm=1.0", "progress=false"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny matmuls run faster on one thread than on two contended ones."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     root = tmp_path_factory.mktemp("train")

@@ -19,15 +19,13 @@ import math
 from pathlib import Path
 
 import pytest
-import torch
 
-from engine.generation import LLM, SamplingParams
-from engine.selfalign.response_filters import clean_response
+from engine.generation import LLM
 from engine.selfalign.selection import passes
 from engine.selfalign.settings import load_config
 from engine.selfalign.stages import KINDS_BY_LEVEL
-from engine.world.model_measures import logprob_scores
-from engine.world.tasks import check, held_out_tasks
+from engine.world.model_measures import logprob_scores, sample_answers
+from engine.world.tasks import held_out_tasks
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE = ROOT / "engine" / "world" / "data" / "base_model"
@@ -39,29 +37,17 @@ TASKS_PER_FAMILY, SAMPLES, SEED = 8, 4, 2
 def judged_pairs():
     """[(right, kept)] for every sampled pair, scored as world.toml's loop scores them."""
     cfg = load_config(CONFIG)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        llm = LLM(str(BASE), dtype="float32", device="cpu", kv_cache_bytes=64 * 2**20,
-                  max_num_seqs=64, max_num_batched_tokens=4096)
-        tasks = held_out_tasks(TASKS_PER_FAMILY, seed=SEED)
-        r = cfg.response
-        outs = llm.generate([t.prompt for t in tasks],
-                            SamplingParams(temperature=r.temperature, top_p=r.top_p,
-                                           max_tokens=r.max_tokens, n=SAMPLES, seed=SEED),
-                            use_tqdm=False)
-        triples, right = [], []
-        for task, out in zip(tasks, outs):
-            for sample in out.outputs:
-                response = clean_response(sample.text)
-                triples.append((task.instruction, task.input, response))
-                right.append(bool(check(task.instruction, task.input, response)))
-        a = cfg.assessment
-        scores = {k: logprob_scores(llm, triples, k) for k in KINDS_BY_LEVEL[a.level]}
-        kept = [passes({k: v[i] for k, v in scores.items()}, a.level, a.threshold)
-                for i in range(len(triples))]
-    finally:
-        torch.set_num_threads(threads)
+    llm = LLM(str(BASE), dtype="float32", device="cpu", kv_cache_bytes=64 * 2**20,
+              max_num_seqs=64, max_num_batched_tokens=4096)
+    r = cfg.response
+    answers = sample_answers(llm, held_out_tasks(TASKS_PER_FAMILY, seed=SEED), SAMPLES, SEED,
+                             r.temperature, r.top_p, r.max_tokens)
+    triples = [(task.instruction, task.input, response) for task, response, _ in answers]
+    right = [ok for _, _, ok in answers]
+    a = cfg.assessment
+    scores = {k: logprob_scores(llm, triples, k) for k in KINDS_BY_LEVEL[a.level]}
+    kept = [passes({k: v[i] for k, v in scores.items()}, a.level, a.threshold)
+            for i in range(len(triples))]
     return list(zip(right, kept))
 
 

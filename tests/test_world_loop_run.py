@@ -3,7 +3,6 @@ the checker's measures land in the run directory and the report, and agree with 
 from pathlib import Path
 
 import pytest
-import torch
 
 from engine.selfalign.loop import run_isheep
 from engine.selfalign.records import read_jsonl
@@ -22,12 +21,7 @@ SMALL = ["run.iterations=1", "synthesis.num_prompts=24", "synthesis.meta_prompts
 @pytest.fixture(scope="module")
 def world_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("world") / "run"
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        run_isheep(load_config(WORLD, SMALL + [f"run.run_dir={run_dir}"]))
-    finally:
-        torch.set_num_threads(threads)
+    run_isheep(load_config(WORLD, SMALL + [f"run.run_dir={run_dir}"]))
     return run_dir
 
 
