@@ -88,6 +88,15 @@ def _read_partial(ctx: IterationContext, name: str) -> list[dict]:
     return read_jsonl(path) if path.is_file() else []
 
 
+def _save_chunk(ctx: IterationContext, name: str, done: dict, new: list[dict]) -> None:
+    """Add a finished chunk to `done` (by id) and to the stage's partial file, so that a
+    killed run resumes after it."""
+    for rec in new:
+        done[rec["id"]] = rec
+    if ctx.run.is_writer:
+        append_jsonl(ctx.run.partial(ctx.iteration, name), new)
+
+
 # --- 1-3. prompt synthesis, heuristic filters, global novelty filter -----------------------
 def synthesize_prompts(ctx: IterationContext) -> dict:
     from engine.generation import SamplingParams
@@ -187,10 +196,7 @@ def generate_responses(ctx: IterationContext) -> dict:
             else:
                 reason = filter_response(_task_text(p), response)
             new.append({**p, "response": response, "finish_reason": out.finish_reason, "drop": reason})
-        for rec in new:
-            done[rec["id"]] = rec
-        if ctx.run.is_writer:
-            append_jsonl(ctx.run.partial(it, "responses.jsonl"), new)
+        _save_chunk(ctx, "responses.jsonl", done, new)
     records = [done[p["id"]] for p in prompts]
     _finish(ctx, "responses.jsonl", records)
     drops = Counter(rec["drop"] for rec in records if rec["drop"])
@@ -235,10 +241,7 @@ def assess_pairs(ctx: IterationContext) -> dict:
             if a.mode == "both":
                 rec["keep_logprob"] = passes(rec["logprob_scores"], a.level, a.threshold)
             new.append(rec)
-        for rec in new:
-            done[rec["id"]] = rec
-        if ctx.run.is_writer:
-            append_jsonl(ctx.run.partial(it, "assessed.jsonl"), new)
+        _save_chunk(ctx, "assessed.jsonl", done, new)
     records = [done[p["id"]] for p in pairs]
     _finish(ctx, "assessed.jsonl", records)
     counts = {"pairs": len(records), "kept": sum(rec["keep"] for rec in records)}
