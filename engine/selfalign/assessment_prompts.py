@@ -1,5 +1,12 @@
 """The two self-assessment prompts (I-SHEEP step 6): response quality and instruction
-following, each asking for a 1..10 score as `<score>||<explanation>`.
+following, each asking for a 1..10 score.
+
+Two judge formats (`assessment.judge_format`):
+  score_first    the paper's `<score>||<explanation>`: the prompt ends with a cue after which
+                 the judge's first token is the number (parsed by scores.parse_score).
+  explain_first  the judge first writes its reasoning (a check of the answer), then the score
+                 on a line of its own, `Score: <n>` (parsed by scores.parse_explained_score).
+                 Reasoning before the verdict lets a judge use what it works out.
 
 Like the reference, the instruction and its input are joined with a space, the prompt is
 plain text (the judge may be a base model), and it ends with a cue for the score followed
@@ -27,22 +34,30 @@ _CRITERIA = {
 }
 
 SCORE_CUE = "Judging strictly, the score is: "
+JUDGE_FORMATS = ("score_first", "explain_first")
+EXPLAIN_CUE = "Check:"          # the judge's reasoning follows; then "Score: <n>"
+SCORE_LINE = "Score:"
 
 
-def build_assessment_prompt(kind: str, instruction: str, input: str, response: str) -> str:
+def build_assessment_prompt(kind: str, instruction: str, input: str, response: str,
+                            judge_format: str = "score_first") -> str:
     """The judge prompt for one (instruction, input, response) triple.
 
-    kind: "quality" or "following".
+    kind: "quality" or "following"; judge_format: one of JUDGE_FORMATS.
     """
     if kind not in _CRITERIA:
         raise ValueError(f"assessment kind must be one of {ASSESSMENT_KINDS}, got {kind!r}")
+    if judge_format not in JUDGE_FORMATS:
+        raise ValueError(f"judge format must be one of {JUDGE_FORMATS}, got {judge_format!r}")
     task = f"{instruction} {input}" if input.strip() else instruction
-    return (
-        "Below are an instruction and a response to it.\n"
-        f"Instruction: {task}\n"
-        f"Response: {response}\n\n"
-        f"{_CRITERIA[kind]} Answer in the format '<score>||<explanation>'. {SCORE_CUE}"
-    )
+    head = ("Below are an instruction and a response to it.\n"
+            f"Instruction: {task}\n"
+            f"Response: {response}\n\n"
+            f"{_CRITERIA[kind]} ")
+    if judge_format == "score_first":
+        return head + f"Answer in the format '<score>||<explanation>'. {SCORE_CUE}"
+    return (head + "First check the response and say in a sentence what you found, then give "
+            f"the score on a line of its own as '{SCORE_LINE} <1-10>'.\n{EXPLAIN_CUE}")
 
 
 def score_continuations() -> dict[int, str]:

@@ -12,6 +12,10 @@ Parsing rules (`parse_score(text, rule=...)`):
   "strict": `int(text.split("||")[0])` must succeed and lie in 1..10; "9||x" and " 9 "
       parse, "9/10", "8.5" and "Score: 9||" do not.
 
+For the explain-then-score judge format (`parse_explained_score`): the judge writes its
+reasoning, then `Score: <n>`; the number after the *last* "Score:" is read (rounded as above,
+kept in 1..10). No such line, or a number outside 1..10, gives None.
+
 None means the pair is dropped (DESIGN step 6).
 """
 
@@ -45,6 +49,29 @@ def parse_score(text: str, rule: str = "reference") -> int | None:
         except ValueError:
             return None
     raise ValueError(f"score parse rule must be one of {PARSE_RULES}, got {rule!r}")
+
+
+_SCORE_LINE_RE = re.compile(r"Score:[ \t]*\**[ \t]*(\d+(?:\.\d+)?)", re.IGNORECASE)
+
+
+def parse_explained_score(text: str) -> int | None:
+    """The score of an explain-then-score judgement: the number after its last "Score:"."""
+    found = _SCORE_LINE_RE.findall(text)
+    if not found:
+        return None
+    try:
+        return _in_range(round(float(found[-1])))
+    except (ValueError, OverflowError):
+        return None
+
+
+def parse_judgement(text: str, judge_format: str = "score_first") -> int | None:
+    """The judge's score in either judge format (assessment_prompts.JUDGE_FORMATS)."""
+    if judge_format == "score_first":
+        return parse_score(text)
+    if judge_format == "explain_first":
+        return parse_explained_score(text)
+    raise ValueError(f"judge format must be score_first or explain_first, got {judge_format!r}")
 
 
 def expected_score(logprobs_by_score: dict[int, float]) -> float:
