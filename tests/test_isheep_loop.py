@@ -1,29 +1,59 @@
-"""The I-SHEEP loop end to end on the tiny random model: run directory, report, resume
-after a kill in the middle of a stage, and the same data under 2 ranks."""
+"""The I-SHEEP loop end to end on the tiny random model: run directory, report, settings
+locked to the run, resume after a deterministic fault in the middle of a stage, Ctrl-C, and
+the same data under 2 ranks.
+
+A random model writes no task lists, so these runs answer hand-written prompts
+(synthesis.prompts_from); synthesis itself runs in the toy-world loop test.
+"""
 import json
 import os
-import signal
+import stat
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from engine.selfalign.loop import run_isheep
 from engine.selfalign.records import read_jsonl
-from engine.selfalign.settings import load_config
+from engine.selfalign.settings import SettingsError, load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ROOT / "recipes" / "configs" / "tiny.toml"
-# smaller than the default run, same stages
-SMALL = ["run.iterations=1", "synthesis.num_prompts=16", "synthesis.meta_prompts_per_round=8",
-         "synthesis.max_tokens=48", "response.max_tokens=24", "generation.chunk_size=4",
-         "eval.max_prompts=4", "eval.max_tokens=16", "training.overrides.seq_len=256"]
+RECIPE = ROOT / "recipes" / "isheep_qwen.py"
+SMALL = ["run.iterations=1", "response.max_tokens=24", "generation.chunk_size=4",
+         "eval.max_prompts=4", "eval.max_tokens=16", "training.seq_len=256"]
+INSTRUCTIONS = ["Name three colors of the rainbow.", "Write a short greeting for a friend.",
+                "Explain why the sky looks blue.", "List two uses of a paper clip.",
+                "Give a synonym for the word happy.", "Describe a cat in one sentence.",
+                "Suggest a name for a small boat.", "Summarize the plot of a fairy tale.",
+                "Translate good morning into French.", "Count from one to five in words.",
+                "Write a haiku about rain.", "State one fact about the moon."]
 
 
-def _cfg(run_dir, extra=()):
-    return load_config(TINY, SMALL + [f"run.run_dir={run_dir}", *extra])
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """A tiny random model and a prompts directory with two iterations of prompts."""
+    from engine.presets import write_tiny
+    from engine.selfalign.records import atomic_write_jsonl, record_id
+
+    root = tmp_path_factory.mktemp("loop")
+    model = write_tiny(root / "model", seed=0)
+    prompts = root / "prompts"
+    for it in (1, 2):
+        atomic_write_jsonl(prompts / f"iter_{it:02d}" / "prompts.jsonl",
+                           [{"id": record_id(it, k), "instruction": text, "input": "x y" if k % 3 == 0 else ""}
+                            for k, text in enumerate(INSTRUCTIONS)])
+    return {"model": model, "prompts": prompts}
+
+
+def _args(world, run_dir, extra=()):
+    return [f"run.model={world['model']}", f"synthesis.prompts_from={world['prompts']}",
+            f"run.run_dir={run_dir}", *SMALL, *extra]
+
+
+def _cfg(world, run_dir, extra=()):
+    return load_config(TINY, _args(world, run_dir, extra))
 
 
 def _final_files(run_dir: Path) -> dict:
@@ -31,10 +61,20 @@ def _final_files(run_dir: Path) -> dict:
             for name in ("prompts.jsonl", "responses.jsonl", "assessed.jsonl", "train.jsonl")}
 
 
+def _recipe(args, env_extra=None, timeout=300):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", **(env_extra or {})}
+    return subprocess.run([sys.executable, str(RECIPE), "--config", str(TINY), *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout, env=env)
+
+
 @pytest.fixture(scope="module")
-def reference_run(tmp_path_factory):
+def reference_run(world, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("ref") / "run"
-    run_isheep(_cfg(run_dir))
+    old = os.umask(0o022)
+    try:
+        run_isheep(_cfg(world, run_dir))
+    finally:
+        os.umask(old)
     return run_dir
 
 
@@ -46,8 +86,8 @@ def test_run_writes_the_run_directory_and_report(reference_run):
         assert stages[name]["status"] == "done", name
     files = _final_files(d)
     c = {k: v["counts"] for k, v in stages.items()}
-    assert len(files["prompts.jsonl"]) == c["prompts"]["kept"] == 16
-    assert len(files["responses.jsonl"]) == c["responses"]["prompts"] == 16
+    assert len(files["prompts.jsonl"]) == c["prompts"]["kept"] == len(INSTRUCTIONS)
+    assert len(files["responses.jsonl"]) == c["responses"]["answers"] == len(INSTRUCTIONS)
     kept_answers = [r for r in files["responses.jsonl"] if r["drop"] is None]
     assert len(files["assessed.jsonl"]) == len(kept_answers) == c["assessed"]["pairs"]
     kept_pairs = [r for r in files["assessed.jsonl"] if r["keep"]]
@@ -57,58 +97,60 @@ def test_run_writes_the_run_directory_and_report(reference_run):
         assert r["keep"] == all(v > 5.13 for v in r["logprob_scores"].values())
     assert 0 < len(kept_pairs) < len(kept_answers)
     assert c["model"]["trained"] and c["model"]["steps"] >= 1
+    # one copy of the model: the export moved into iter_01/model
     assert (d / "iter_01" / "model" / "model.safetensors").is_file()
-    assert {"prompt_level_strict_acc", "win_rate"} <= set(json.loads((d / "iter_01" / "eval.json").read_text()))
-    assert (d / "base_eval.json").is_file() and (d / "config.toml").is_file()
+    assert not (d / "iter_01" / "train" / "model").exists()
+    assert {"prompt_level_strict_acc", "win_rate"} <= set(json.loads((d / "iter_01" / "eval.json").read_text())["ifeval"])
+    assert "ifeval" in json.loads((d / "base_eval.json").read_text())
     report = (d / "report.md").read_text()
-    assert "tiny random model" in report and "| 1 |" in report
+    assert "**What ran:**" in report and "**What changed:**" in report and "**Do not over-read:**" in report
+    assert "| 1 |" in report
     assert {p.name for p in (d / "plots").glob("*.png")} >= {"funnel.png", "scores.png", "loss.png", "eval.png"}
     ids = [r["id"] for r in files["responses.jsonl"]]
     assert len(ids) == len(set(ids))
 
 
-def test_finished_run_is_not_redone(reference_run):
+def test_run_files_are_readable_by_the_group_and_others(reference_run):
+    """Written under umask 022: 0644, not mkstemp's 0600."""
+    for path in [reference_run / "manifest.json", reference_run / "config.toml",
+                 reference_run / "iter_01" / "responses.jsonl", reference_run / "iter_01" / "model" / "config.json",
+                 reference_run / "iter_01" / "model" / "model.safetensors"]:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        assert mode & 0o044 == 0o044, (path, oct(mode))
+
+
+def test_environment_records_every_invocation(world, reference_run):
     before = (reference_run / "iter_01" / "responses.jsonl").stat().st_mtime_ns
-    run_isheep(_cfg(reference_run))
+    run_isheep(_cfg(world, reference_run))       # finished: nothing is redone
     assert (reference_run / "iter_01" / "responses.jsonl").stat().st_mtime_ns == before
+    entries = json.loads((reference_run / "environment.json").read_text())
+    assert len(entries) == 2
+    for e in entries:
+        assert e["commit"] and e["argv"] and e["versions"]["torch"] and e["device"] and e["threads"] >= 1
 
 
-# Runs the recipe with each appended chunk slowed down, so the test can kill it mid-stage.
-SLOW_RECIPE = """
-import runpy, sys, time
-import engine.selfalign.stages as stages
-_append = stages.append_jsonl
-def slow_append(*a, **k):
-    n = _append(*a, **k)
-    time.sleep(0.4)
-    return n
-stages.append_jsonl = slow_append
-sys.argv = ["isheep_qwen.py"] + sys.argv[1:]
-runpy.run_path(sys.argv[0] if False else %r, run_name="__main__")
-"""
-
-
-@pytest.mark.parametrize("stage_file", ["prompts.partial.jsonl", "responses.partial.jsonl"])
-def test_kill_mid_stage_then_resume_gives_the_same_data(stage_file, reference_run, tmp_path):
+def test_changed_decisions_are_refused_and_more_iterations_proceed(world, tmp_path):
     run_dir = tmp_path / "run"
-    args = ["--config", str(TINY), "--run-dir", str(run_dir), *SMALL]
-    script = SLOW_RECIPE % str(ROOT / "recipes" / "isheep_qwen.py")
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-c", script, *args], env=env, cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    partial = run_dir / "iter_01" / stage_file
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        if partial.is_file() and len(partial.read_text().splitlines()) >= 1:
-            break
-        time.sleep(0.05)
-    assert proc.poll() is None, "the run ended before it could be killed mid-stage"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert partial.is_file()
-    assert not (run_dir / "iter_01" / stage_file.replace(".partial", "")).exists()
+    run_isheep(_cfg(world, run_dir, ["eval.enabled=false"]))
+    with pytest.raises(SettingsError, match=r"assessment\.threshold: 5\.13 -> 5\.0"):
+        _cfg_checked = _cfg(world, run_dir, ["eval.enabled=false", "assessment.threshold=5.0"])
+        run_isheep(_cfg_checked)
+    assert not (run_dir / "iter_02").exists()
+    run_isheep(_cfg(world, run_dir, ["eval.enabled=false", "run.iterations=2"]))
+    assert json.loads((run_dir / "manifest.json").read_text())["iterations"]["2"]["stages"]["model"]["status"] == "done"
 
-    run_isheep(_cfg(run_dir))          # resume
+
+@pytest.mark.parametrize("stage_file, n", [("responses.jsonl", 2), ("assessed.jsonl", 1)])
+def test_fault_mid_stage_then_resume_gives_the_same_data(world, reference_run, tmp_path, stage_file, n):
+    """A hard exit after the n-th saved chunk (no clean-up, like a kill), then a rerun."""
+    run_dir = tmp_path / "run"
+    out = _recipe(["--run-dir", str(run_dir), *_args(world, run_dir)],
+                  {"SHEEP_FAULT": f"{stage_file}:{n}:exit"})
+    assert out.returncode == 137, out.stderr[-2000:]
+    stem = stage_file.replace(".jsonl", "")
+    assert (run_dir / "iter_01" / f"{stem}.partial.jsonl").is_file()
+    assert not (run_dir / "iter_01" / stage_file).exists()
+    run_isheep(_cfg(world, run_dir))          # resume
     got, want = _final_files(run_dir), _final_files(reference_run)
     for name in want:
         assert got[name] == want[name], name
@@ -116,16 +158,51 @@ def test_kill_mid_stage_then_resume_gives_the_same_data(stage_file, reference_ru
     ref_counts = json.loads((reference_run / "manifest.json").read_text())["iterations"]["1"]["stages"]
     for name in ("prompts", "responses", "assessed", "train_data"):
         assert counts[name]["counts"] == ref_counts[name]["counts"], name
-    assert not (run_dir / "iter_01" / stage_file).exists()
 
 
-def test_two_ranks_produce_the_same_data_as_one(reference_run, tmp_path):
+def test_ctrl_c_prints_one_line_and_the_rerun_resumes(world, reference_run, tmp_path):
+    run_dir = tmp_path / "run"
+    args = ["--run-dir", str(run_dir), *_args(world, run_dir), "eval.enabled=false"]
+    out = _recipe(args, {"SHEEP_FAULT": "responses.jsonl:1:sigint"})
+    assert out.returncode == 130
+    lines = [ln for ln in out.stderr.splitlines() if ln.strip() and " sheep." not in ln]
+    assert lines == ["interrupted during iteration 1 responses; run the same command again to resume"]
+    again = _recipe(args)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert _final_files(run_dir)["responses.jsonl"] == _final_files(reference_run)["responses.jsonl"]
+
+
+def test_n_samples_per_prompt_with_duplicates_and_a_cap(world, tmp_path):
+    run_dir = tmp_path / "run"
+    run_isheep(_cfg(world, run_dir, ["eval.enabled=false", "response.n=3", "training.max_per_prompt=1",
+                                     "assessment.threshold=1"]))
+    responses = read_jsonl(run_dir / "iter_01" / "responses.jsonl")
+    assert len(responses) == 3 * len(INSTRUCTIONS)
+    duplicates = 0
+    for k in range(len(INSTRUCTIONS)):
+        group = [r for r in responses if r["prompt_id"] == f"it01-{k:06d}"]
+        assert [r["id"] for r in group] == [f"it01-{k:06d}-s{j:02d}" for j in range(3)]
+        for j, r in enumerate(group):   # a repeat of an earlier answer to the prompt is dropped
+            earlier = [g for g in group[:j] if g["response"] == r["response"]]
+            if r["drop"] == "duplicate":
+                assert earlier, r
+            if any(g["drop"] is None for g in earlier):   # same text passed the filters before
+                assert r["drop"] == "duplicate", r
+            duplicates += r["drop"] == "duplicate"
+    kept = [r for r in read_jsonl(run_dir / "iter_01" / "assessed.jsonl") if r["keep"]]
+    train = read_jsonl(run_dir / "iter_01" / "train.jsonl")
+    by_prompt = {r["prompt_id"] for r in kept}
+    assert len(kept) > len(by_prompt)            # the cap had something to cut
+    assert len(train) == len(by_prompt)          # at most one pair per prompt, one for each
+    assert {r["id"].rsplit("-s", 1)[0] for r in train} == by_prompt
+
+
+def test_two_ranks_produce_the_same_data_as_one(world, reference_run, tmp_path):
     run_dir = tmp_path / "run"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           str(ROOT / "recipes" / "isheep_qwen.py"), "--config", str(TINY), "--run-dir", str(run_dir),
-           *SMALL, "eval.enabled=false"]
+           str(RECIPE), "--config", str(TINY), *_args(world, run_dir), "eval.enabled=false"]
     out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300,
-                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+                         env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)})
     assert out.returncode == 0, out.stderr[-3000:]
     got, want = _final_files(run_dir), _final_files(reference_run)
     for name in want:
@@ -133,32 +210,26 @@ def test_two_ranks_produce_the_same_data_as_one(reference_run, tmp_path):
     assert (run_dir / "iter_01" / "model" / "model.safetensors").is_file()
 
 
-
-def test_ablation_settings_change_what_the_loop_does(tmp_path):
+def test_ablation_settings_change_what_the_loop_does(world, tmp_path):
     run_dir = tmp_path / "run"
     # threshold 1: every expected score is above it, so both iterations bring data
-    cfg = _cfg(run_dir, ["run.iterations=2", "assessment.judge=self", "assessment.threshold=1",
-                         "training.start_from=previous",
-                         "training.data=cumulative", "training.method=lora", "eval.enabled=false"])
-    run_isheep(cfg)
+    run_isheep(_cfg(world, run_dir, ["run.iterations=2", "assessment.judge=self", "assessment.threshold=1",
+                                     "training.start_from=previous", "training.data=cumulative",
+                                     "training.method=lora", "eval.enabled=false"]))
     stages = json.loads((run_dir / "manifest.json").read_text())["iterations"]
-    # cumulative data: iteration 2 trains on iteration 1's kept pairs too
     train1 = read_jsonl(run_dir / "iter_01" / "train.jsonl")
     train2 = read_jsonl(run_dir / "iter_02" / "train.jsonl")
     assert train1 and {r["id"] for r in train1} < {r["id"] for r in train2}
-    # from the previous model, with LoRA merged into an HF-layout export
     model2 = stages["2"]["stages"]["model"]["counts"]
     assert model2["trained"] and model2["start"].endswith("iter_01/model")
     assert (run_dir / "iter_02" / "model" / "model.safetensors").is_file()
 
 
-def test_both_scorings_run_and_the_sampled_one_decides(tmp_path):
+def test_both_scorings_run_and_the_sampled_one_decides(world, tmp_path):
     run_dir = tmp_path / "run"
-    run_isheep(_cfg(run_dir, ["assessment.mode=both", "eval.enabled=false"]))
+    run_isheep(_cfg(world, run_dir, ["assessment.mode=both", "eval.enabled=false"]))
     assessed = read_jsonl(run_dir / "iter_01" / "assessed.jsonl")
     assert assessed and all(set(r) >= {"scores", "logprob_scores", "keep", "keep_logprob"} for r in assessed)
-    # a random model never writes a parseable score: the reference rule keeps nothing, while
-    # the log-prob scores (kept for the comparison) would have kept some
     assert all(r["keep"] == all(v is not None and v > 5.13 for v in r["scores"].values()) for r in assessed)
     assert any(r["keep_logprob"] for r in assessed)
     counts = json.loads((run_dir / "manifest.json").read_text())["iterations"]["1"]["stages"]

@@ -204,7 +204,8 @@ def _stage(run: RunDirectory, it: int, name: str, fn) -> None:
         return
     log.info("iteration %d: %s started", it, name)
     t0 = time.time()
-    _current["stage"] = f"{run.root.name} iteration {it} {name}"
+    arm = f"control {run.root.name}, " if run.root.parent.name == "controls" else ""
+    _current["stage"] = f"{arm}iteration {it} {name}"
     with run.timed_stage(it, name) as box:
         box["counts"] = fn()
     log.info("iteration %d: %s done in %.1fs: %s", it, name, time.time() - t0,
