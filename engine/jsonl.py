@@ -27,7 +27,9 @@ def json_records(path: str | Path, error: type[Exception] = ValueError,
             if not line.strip():
                 continue
             try:
-                record = json.loads(line)
+                # without its newline: a line cut short is then reported at the column where
+                # it ends, not at "line 2 column 1" of the text after the newline
+                record = json.loads(line.rstrip("\r\n"))
             except json.JSONDecodeError as err:
                 if torn_tail_ok and not line.endswith("\n"):
                     return

@@ -15,6 +15,7 @@ from typing import Callable
 
 from engine.selfalign.judging import (KINDS_BY_LEVEL, deciding_scores, lowest_score, request_seed,
                                       score_pairs)
+from engine.selfalign.progress import stage_bar
 from engine.selfalign.records import append_jsonl, atomic_write_jsonl, read_jsonl, record_id
 from engine.selfalign.response_filters import clean_response, filter_response
 from engine.selfalign.rouge import NoveltyFilter
@@ -34,7 +35,7 @@ class IterationContext:
     generator_dir: Path       # M_{i-1}: writes prompts and answers
     llm_for: Callable         # model dir -> engine.LLM (the loop keeps one loaded at a time)
     barrier: Callable = lambda: None
-    progress: Callable = lambda label, total: None   # -> a bar with .update(n) and .close()
+    progress: Callable = lambda label, total: stage_bar(label, total, False)   # -> .update(n), .close()
 
     def judge_dir(self) -> Path:
         return self.base_dir if self.cfg.assessment.judge == "base" else self.generator_dir
