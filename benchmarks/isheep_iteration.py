@@ -1,6 +1,6 @@
 """Wall time per stage of one I-SHEEP iteration.
 
-    python benchmarks/isheep_iteration.py                       # tiny random model on the CPU
+    python benchmarks/isheep_iteration.py                       # the toy world's default job, CPU
     python benchmarks/isheep_iteration.py --model DIR --prompts 1000 --device cuda   # e.g. a 0.5B model on an H100
 
 Runs one iteration of the loop into a fresh run directory (counts set on the command line,
@@ -26,8 +26,8 @@ from engine.selfalign.settings import load_config  # noqa: E402
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--config", default=str(ROOT / "recipes" / "configs" / "tiny.toml"))
-    p.add_argument("--model", default="", help="HF checkpoint directory ('' = tiny random preset)")
+    p.add_argument("--config", default=str(ROOT / "recipes" / "configs" / "world_default.toml"))
+    p.add_argument("--model", default="", help="HF checkpoint directory ('' = the config's model)")
     p.add_argument("--prompts", type=int, default=48, help="kept prompts to synthesize")
     p.add_argument("--device", default="auto")
     p.add_argument("overrides", nargs="*", help="section.key=value settings")
@@ -50,7 +50,7 @@ def main() -> None:
     for stage, r in results["stages"].items():
         print(f"{stage:>11}: {r['seconds']:8.2f} s  {r['counts']}")
     print(f"{'total':>11}: {total:8.2f} s")
-    path = write_results("isheep_iteration", results, model=args.model or "tiny random preset",
+    path = write_results("isheep_iteration", results, model=args.model or cfg.run.model,
                          prompts=args.prompts, overrides=args.overrides)
     print(f"wrote {path}")
     shutil.rmtree(run_dir, ignore_errors=True)

@@ -33,7 +33,8 @@ def json_records(path: str | Path, error: type[Exception] = ValueError,
             except json.JSONDecodeError as err:
                 if torn_tail_ok and not line.endswith("\n"):
                     return
-                raise error(f"{path}:{number}: malformed JSON ({err.msg} at column {err.colno})") from None
+                where = "column" if err.msg.endswith(" at") else "at column"
+                raise error(f"{path}:{number}: malformed JSON ({err.msg} {where} {err.colno})") from None
             if not isinstance(record, dict):
                 raise error(f"{path}:{number}: expected a JSON object, got {type(record).__name__}")
             yield number, record

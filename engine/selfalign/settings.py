@@ -285,6 +285,9 @@ def _check_together(cfg: IsheepConfig, sources: dict, extensions: list, require_
         if not (Path(cfg.run.model) / "config.json").is_file():
             raise SettingsError(f"{where('run.model')}: 'run.model' = {cfg.run.model}: not a "
                                 "checkpoint directory (no config.json)")
+        if cfg.synthesis.seeds_file and not cfg.synthesis.prompts_from:
+            from engine.selfalign.seeds import read_seed_tasks
+            read_seed_tasks(cfg.synthesis.seeds_file)     # a bad line fails now, naming it
         if cfg.run.device == "cuda":
             import torch
             if not torch.cuda.is_available():
