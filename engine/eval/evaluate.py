@@ -12,14 +12,14 @@ from typing import Sequence
 
 from engine.eval.ifeval import IFEvalPrompt, read_ifeval_data, score_ifeval
 from engine.eval.judge import compare_answers, make_judge, read_judge_prompts
+from engine.prompt_format import chat_prompt, raw_prompt
 
 
 def format_prompts(llm, prompts: Sequence[str], *, use_chat_template: bool) -> list[str]:
     """Prompt texts as the model will see them."""
     if use_chat_template:
-        return [llm.tokenizer.apply_chat_template([{"role": "user", "content": p}],
-                                                  add_generation_prompt=True) for p in prompts]
-    return [p + "\n" for p in prompts]
+        return [chat_prompt(llm.tokenizer, p) for p in prompts]
+    return [raw_prompt(p) for p in prompts]
 
 
 def generate_answers(llm, prompts: Sequence[str], *, max_tokens: int,

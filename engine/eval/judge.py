@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Protocol, Sequence
 
 from engine.jsonl import json_records
+from engine.prompt_format import chat_prompt
 
 DEFAULT_JUDGE_PROMPTS = Path(__file__).parent / "data" / "judge_prompts.jsonl"
 
@@ -125,8 +126,7 @@ def judge_prompt(instruction: str, response_a: str, response_b: str, *, tokenize
     body = JUDGE_TEMPLATE.format(instruction=instruction.strip(), response_a=response_a.strip(),
                                  response_b=response_b.strip())
     if use_chat_template:
-        return tokenizer.apply_chat_template([{"role": "user", "content": body}],
-                                             add_generation_prompt=True)
+        return chat_prompt(tokenizer, body)
     return body + RAW_ANSWER_CUE
 
 

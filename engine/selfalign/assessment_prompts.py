@@ -12,6 +12,15 @@ Like the reference, the instruction and its input are joined with a space, the p
 plain text (the judge may be a base model), and it ends with a cue for the score followed
 by one space, so the judge's continuation starts with the number. The log-prob mode
 scores the continuations of `score_continuations()`; see scores.expected_score.
+
+Layouts (`layout`): both put the same parts in the release's order (pair, criteria with what
+earns 1 and what earns 10, the '<score>||<explanation>' format, the cue last, a trailing
+space). "reference" also lays them out as the release does
+(seed_ppl/evaluate_prompt_parameters.py:112,132): the pair on the opening line,
+"Instruction: ... Response: ...." with a period after the response, one newline, then
+criteria, format and cue on one line; the input joins the instruction when it is not "".
+"engine" puts instruction and response on lines of their own and a blank line before the
+criteria; the toy world's shipped base model was pretrained on it, so it stays the default.
 """
 
 from __future__ import annotations
@@ -39,21 +48,31 @@ EXPLAIN_CUE = "Check:"          # the judge's reasoning follows; then "Score: <n
 SCORE_LINE = "Score:"
 
 
+LAYOUTS = ("engine", "reference")
+
+
 def build_assessment_prompt(kind: str, instruction: str, input: str, response: str,
-                            judge_format: str = "score_first") -> str:
+                            judge_format: str = "score_first", layout: str = "engine") -> str:
     """The judge prompt for one (instruction, input, response) triple.
 
-    kind: "quality" or "following"; judge_format: one of JUDGE_FORMATS.
+    kind: "quality" or "following"; judge_format: one of JUDGE_FORMATS; layout: one of LAYOUTS.
     """
     if kind not in _CRITERIA:
         raise ValueError(f"assessment kind must be one of {ASSESSMENT_KINDS}, got {kind!r}")
     if judge_format not in JUDGE_FORMATS:
         raise ValueError(f"judge format must be one of {JUDGE_FORMATS}, got {judge_format!r}")
-    task = f"{instruction} {input}" if input.strip() else instruction
-    head = ("Below are an instruction and a response to it.\n"
-            f"Instruction: {task}\n"
-            f"Response: {response}\n\n"
-            f"{_CRITERIA[kind]} ")
+    if layout not in LAYOUTS:
+        raise ValueError(f"assessment layout must be one of {LAYOUTS}, got {layout!r}")
+    if layout == "reference":
+        task = f"{instruction} {input}" if input != "" else instruction
+        head = ("Below are an instruction and a response to it. "
+                f"Instruction: {task} Response: {response}.\n{_CRITERIA[kind]} ")
+    else:
+        task = f"{instruction} {input}" if input.strip() else instruction
+        head = ("Below are an instruction and a response to it.\n"
+                f"Instruction: {task}\n"
+                f"Response: {response}\n\n"
+                f"{_CRITERIA[kind]} ")
     if judge_format == "score_first":
         return head + f"Answer in the format '<score>||<explanation>'. {SCORE_CUE}"
     return (head + "First check the response and say in a sentence what you found, then give "

@@ -25,12 +25,14 @@ def request_seed(*parts) -> int:
     return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
 
 
-def judge_prompt(llm, kind: str, pair: dict, chat: bool, judge_format: str) -> str:
+def judge_prompt(llm, kind: str, pair: dict, chat: bool, a) -> str:
+    """The judge's prompt for one pair and criterion, in the assessment settings' format and
+    layout (chat: wrapped as one user turn)."""
     from engine.prompt_format import chat_prompt
 
     text = build_assessment_prompt(kind, pair["instruction"], pair["input"], pair["response"],
-                                   judge_format)
-    return chat_prompt(llm.tokenizer, text) if chat else text
+                                   a.judge_format, a.layout)
+    return chat_prompt(llm.tokenizer, text, a.layout) if chat else text
 
 
 def sampled_scores(llm, prompts: dict, a, seed_parts: tuple) -> dict:
@@ -76,7 +78,7 @@ def score_pairs(pairs: list[dict], a, *, llm=None, chat: bool = False, oracle=No
         for p, v in zip(pairs, verdicts):
             out[p["id"]]["scores"] = {k: v for k in kinds}
         return out
-    prompts = {(p["id"], k): judge_prompt(llm, k, p, chat, a.judge_format) for p in pairs for k in kinds}
+    prompts = {(p["id"], k): judge_prompt(llm, k, p, chat, a) for p in pairs for k in kinds}
     if a.mode in ("sample", "both"):
         sampled = sampled_scores(llm, prompts, a, seed_parts)
         for p in pairs:

@@ -12,6 +12,12 @@ tokens (the reference stops generation on <|endoftext|>, <|im_start|>, <|im_end|
 after them never exists there), and removes a leading "答案:" ("Answer:") as the
 reference's pre-processing does. A whitespace-only answer counts as empty (the
 reference compares with "" and would keep it).
+
+`rules="reference"` (clean_response and filter_response) takes the release's decisions
+exactly instead: its stop strings, its leading-"答案:" cut, no whitespace stripping, and its
+output patterns in its order (seed_ppl/utils/step_2_1_filter_output_and_instruction_to_sft.py,
+lines cited below). Its instruction/input rules, which it runs on the same pass, are
+engine.selfalign.pair_filters.
 """
 
 from __future__ import annotations
@@ -25,8 +31,27 @@ _SPECIAL_TOKEN_RE = re.compile(
 _LEADING_ANSWER_RE = re.compile(r"^(?:答案[:：]\s*)+")
 
 
-def clean_response(text: str) -> str:
-    """Cut at the first chat special token, strip whitespace and a leading "答案:"."""
+RESPONSE_RULES = ("engine", "reference")
+# the release's answer stop strings (seed_ppl/generate_output.py:162): vLLM ends the text there
+RELEASE_STOPS_RE = re.compile(r"<\|endoftext\|>|<\|im_start\|>|<\|im_end\|>")
+_RELEASE_ANSWER_PREFIX_RE = re.compile(r"^(答案[:：]\s?)+")    # step_2_1:57
+
+
+def _check_rules(rules: str) -> None:
+    if rules not in RESPONSE_RULES:
+        raise ValueError(f"response rules must be one of {RESPONSE_RULES}, got {rules!r}")
+
+
+def clean_response(text: str, rules: str = "engine") -> str:
+    """engine: cut at the first chat special token, strip whitespace and a leading "答案:".
+
+    reference: cut at the release's stop strings and remove leading "答案:" prefixes
+    (step_2_1:55-64), nothing else: its patterns see the whitespace the model wrote.
+    """
+    _check_rules(rules)
+    if rules == "reference":
+        match = RELEASE_STOPS_RE.search(text)
+        return _RELEASE_ANSWER_PREFIX_RE.sub("", text[:match.start()] if match else text)
     match = _SPECIAL_TOKEN_RE.search(text)
     if match:
         text = text[:match.start()]
@@ -146,15 +171,41 @@ RESPONSE_FILTERS: tuple[tuple[str, Callable[[str, str], bool]], ...] = (
 )
 
 
-def filter_response(prompt: str, response: str) -> str | None:
-    """Why the answer is dropped (a RESPONSE_FILTERS name), or None to keep it.
+# The release's output patterns (step_2_1:36-48), one alternative per reason; the decision is
+# theirs exactly (a text matches the release's regex iff it matches one of these). None of
+# them reads the prompt.
+_RELEASE_OUTPUT_PATTERNS = (
+    ("role_line", r"(?i)\n(assistant|system|human|question|output|user)[:\n]"),   # :38
+    ("answer_choices", r"(?i)Answer\sChoices:"),                                  # :41
+    ("noinput_leak", r"(?i)noinput|no input"),                                    # :41
+    ("can_you", r"(?i)\n\n?can you"),                                             # :41
+    ("do_you", r"(?i)do you .{1,50}?"),                                           # :41
+    ("question_paragraph", r"(?i)\n\n.{1,100}\?"),                                # :41
+    ("enumeration", r"(?:\b[A-Ea-e]\.|\([A-Ea-e]\))"),                             # :43
+    ("cjk", r"[\u4e00-\u9fff]+"),                                                  # :44
+)
+REFERENCE_RESPONSE_FILTERS: tuple[tuple[str, Callable[[str, str], bool]], ...] = tuple(
+    (name, lambda prompt, response, _p=re.compile(pattern): bool(_p.search(response)))
+    for name, pattern in _RELEASE_OUTPUT_PATTERNS
+) + (("empty", lambda prompt, response: response == ""),)                     # :16-25
+
+
+def filter_response(prompt: str, response: str, rules: str = "engine") -> str | None:
+    """Why the answer is dropped (a filter name), or None to keep it.
 
     `prompt` is the instruction and its input as the model saw them (e.g.
-    instruction + "\\n" + input); `response` should already be clean_response's output,
-    which is what the loop stores (it is cleaned again here; cleaning is idempotent).
+    instruction + "\\n" + input); `response` should already be clean_response's output
+    under the same rules, which is what the loop stores (it is cleaned again here; cleaning
+    is idempotent).
+
+    rules="engine": RESPONSE_FILTERS. rules="reference": the release's output rules in its
+    order (REFERENCE_RESPONSE_FILTERS): role lines, "Answer Choices:", noinput, "can you" and
+    "do you", a paragraph after a blank line with a "?" in its first 100 characters, a./(b)
+    enumerations (which also catch "e.g."), CJK ideographs, then an empty answer.
     """
-    response = clean_response(response)
-    for reason, should_drop in RESPONSE_FILTERS:
+    response = clean_response(response, rules)
+    for reason, should_drop in (REFERENCE_RESPONSE_FILTERS if rules == "reference"
+                                else RESPONSE_FILTERS):
         if should_drop(prompt, response):
             return reason
     return None

@@ -85,7 +85,8 @@ class SynthesisSettings:
     drop_last: str = setting("length", "drop the last parsed item: on a length stop, or always "
                              "(the release)", choices=("length", "always"))
     drop_output_items: bool = setting(False, "drop items that carry an Output field (the release)")
-    prompt_rules: str = setting("engine", "heuristic prompt filters", choices=LAYOUTS)
+    prompt_rules: str = setting("engine", "how the task list is split into items, and the "
+                                "heuristic prompt filters", choices=LAYOUTS)
     prompts_from: str = setting("", "a run directory whose prompts each iteration reuses "
                                 "instead of writing its own (controls use the main arm's)")
 
@@ -126,6 +127,8 @@ class AssessmentSettings:
     max_tokens: int = setting(64, "new tokens per judgement", ge=1)
     template: str = setting("auto", "judge prompt: raw text, chat, or auto (chat unless the judge "
                             "is the base model)", choices=("auto", "raw", "chat"))
+    layout: str = setting("engine", "judge prompt layout: engine (instruction and response on lines "
+                          "of their own) or the release's", choices=LAYOUTS)
 
 
 @dataclass
@@ -199,6 +202,7 @@ PROFILES: dict[str, dict[str, object]] = {
         "response.layout": "reference",
         "response.rules": "reference",
         "response.pair_rules": "reference",
+        "assessment.layout": "reference",
         "assessment.temperature": 1.0,
         "assessment.top_p": 0.95,
         "assessment.max_tokens": 1000,

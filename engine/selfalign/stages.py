@@ -140,7 +140,7 @@ def synthesize_prompts(ctx: IterationContext) -> dict:
         llm = ctx.llm_for(ctx.generator_dir)
         rng = random.Random(request_seed(ctx.cfg.run.seed, it, "synthesis", r))
         metas = [build_meta_prompt(seeds, rng, num_examples=s.tasks_per_meta_prompt,
-                                   **_nondefault(output_requirement=s.output_requirement))
+                                   output_requirement=s.output_requirement)
                  for _ in range(s.meta_prompts_per_round)]
         params = [SamplingParams(temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_tokens,
                                  stop=stop, seed=request_seed(ctx.cfg.run.seed, it, "synthesis", r, j))
@@ -149,8 +149,8 @@ def synthesize_prompts(ctx: IterationContext) -> dict:
         tasks = []
         for out in outs:
             parsed = parse_generated_tasks(out.text, s.tasks_per_meta_prompt, out.finish_reason,
-                                           **_nondefault(drop_last=(s.drop_last, "length"),
-                                                         drop_output_items=s.drop_output_items))
+                                           drop_last=s.drop_last, drop_output_items=s.drop_output_items,
+                                           split=s.prompt_rules)
             for p in parsed:
                 tasks.append({"instruction": p.instruction.strip(), "input": p.input.strip(),
                               "drop": _prompt_drop_reason(ctx.cfg, p)})
@@ -187,17 +187,6 @@ def synthesize_prompts(ctx: IterationContext) -> dict:
 LIST_SIZE = 20      # the meta-prompt asks for a list of 20 tasks (synthesis.meta_prompt_header)
 
 
-def _nondefault(**pairs) -> dict:
-    """Keyword arguments whose value differs from the function's default: (value, default)
-    pairs, or booleans whose default is False."""
-    out = {}
-    for k, v in pairs.items():
-        value, default = v if isinstance(v, tuple) else (v, False)
-        if value != default:
-            out[k] = value
-    return out
-
-
 def _reuse_prompts(ctx: IterationContext) -> dict:
     """A control arm answers the main arm's own prompts of the same iteration."""
     src = Path(ctx.cfg.synthesis.prompts_from) / f"iter_{ctx.iteration:02d}" / "prompts.jsonl"
@@ -213,7 +202,7 @@ def _reuse_prompts(ctx: IterationContext) -> dict:
 def _prompt_drop_reason(cfg: IsheepConfig, task) -> str | None:
     if not task.instruction.strip():
         return "empty"
-    reason = filter_prompt(task, **_nondefault(rules=(cfg.synthesis.prompt_rules, "engine")))
+    reason = filter_prompt(task, rules=cfg.synthesis.prompt_rules)
     if reason:
         return reason
     for ext in cfg.extensions:
@@ -268,12 +257,11 @@ def _answer_records(ctx: IterationContext, prompt: dict, samples) -> list[dict]:
     seen: set[str] = set()
     recs = []
     for j, sample in enumerate(samples):
-        response = clean_response(sample.text)
-        reason = filter_response(_task_text(prompt), response,
-                                 **_nondefault(rules=(r.rules, "engine")))
+        response = clean_response(sample.text, rules=r.rules)
+        reason = filter_response(_task_text(prompt), response, rules=r.rules)
         if reason is None and r.pair_rules == "reference":
             from engine.selfalign.pair_filters import filter_pair
-            reason = filter_pair(prompt["instruction"], prompt["input"], response)
+            reason = filter_pair(prompt["instruction"], prompt["input"], response, rules="reference")
         if reason is None and response in seen:
             reason = "duplicate"
         seen.add(response)
@@ -368,7 +356,8 @@ def finetune(ctx: IterationContext, start_dir: Path) -> dict:
         ctx.barrier()
         return {"examples": n, "trained": False, "start": str(start_dir)}
     cfg = TrainConfig(model=str(start_dir), data=[str(data_path)], output=str(ctx.run.path(it, "train")),
-                      lora=t.method == "lora", resume=True, seed=ctx.cfg.run.seed + it,
+                      lora=t.method == "lora", layout=ctx.cfg.response.layout, resume=True,
+                      seed=ctx.cfg.run.seed + it,
                       device=ctx.cfg.run.device, progress=False, **hyperparams_of(t))
     result = train(cfg)
     if ctx.run.is_writer:   # one copy of the model: the export moves into place

@@ -8,6 +8,19 @@ the layout of Alpaca's generate_instruction.py, and ends with the next number's
 Instruction and Input (the answers are generated in a later step, and omitting them leaves
 the 1000-token budget to new prompts); that is the default here. `with_outputs=True`
 gives Alpaca's blocks with an Output field and the requirement on output length.
+
+Each decision the release takes differently is a switch whose default is the engine's
+behaviour (docs/FIDELITY.md has the table, citing the release's lines):
+  build_meta_prompt(output_requirement=True)   the release's 9th requirement (outputs under
+                                               100 words, seed_ppl/prompt.txt:12)
+  parse_generated_tasks(split="reference")     the release's parser: `###` chunks, item k
+                                               must carry number num_prompt_tasks + 1 + k
+                                               (generate_instruction.py:107-122)
+  parse_generated_tasks(drop_last="always")    drop the last chunk whatever the stop
+                                               reason (generate_instruction.py:112)
+  parse_generated_tasks(drop_output_items=True)   drop items with an Output field
+  filter_prompt(rules="reference")             the release's filters, exactly
+                                               (generate_instruction.py:95-105,124-163)
 """
 
 from __future__ import annotations
@@ -43,9 +56,15 @@ _OUTPUT_REQUIREMENT = (
     "100 words.")
 
 
-def meta_prompt_header(with_outputs: bool = False) -> str:
-    """The fixed text before the examples: the task, the requirements, and the list title."""
-    requirements = _REQUIREMENTS + ([_OUTPUT_REQUIREMENT] if with_outputs else [])
+def meta_prompt_header(with_outputs: bool = False, output_requirement: bool = False) -> str:
+    """The fixed text before the examples: the task, the requirements, and the list title.
+
+    The requirements follow the release's nine items one for one (seed_ppl/prompt.txt:4-12)
+    in our wording; the ninth, outputs under 100 words, is listed with `output_requirement`
+    or `with_outputs`.
+    """
+    requirements = _REQUIREMENTS + ([_OUTPUT_REQUIREMENT] if with_outputs or output_requirement
+                                    else [])
     lines = [
         "Your job is to write a set of 20 varied task instructions. A GPT language model "
         "will be given these instructions, and we will judge how well it completes them.",
@@ -68,16 +87,17 @@ def format_example_block(number: int, task: SeedTask, with_outputs: bool = False
 
 
 def build_meta_prompt(seeds: Sequence[SeedTask], rng: random.Random, num_examples: int = 5,
-                      with_outputs: bool = False) -> str:
+                      with_outputs: bool = False, output_requirement: bool = False) -> str:
     """Meta-prompt with `num_examples` seeds drawn uniformly without replacement.
 
     Ends with "###\\n{num_examples + 1}. Instruction:" (no trailing space), so the model's
-    continuation starts with the new instruction text.
+    continuation starts with the new instruction text. `output_requirement` keeps the
+    release's requirement that outputs stay under 100 words (its item 9).
     """
     if len(seeds) < num_examples:
         raise ValueError(f"need at least {num_examples} seed tasks, got {len(seeds)}")
     chosen = rng.sample(list(seeds), num_examples)
-    prompt = meta_prompt_header(with_outputs)
+    prompt = meta_prompt_header(with_outputs, output_requirement)
     for number, task in enumerate(chosen, start=1):
         prompt += format_example_block(number, task, with_outputs)
     return prompt + f"###\n{num_examples + 1}. Instruction:"
@@ -115,26 +135,61 @@ def _split_item(item: str) -> ParsedTask | None:
     return ParsedTask(instruction=instruction, input=task_input, output=output, number=number)
 
 
-def parse_generated_tasks(text: str, num_prompt_tasks: int = 5,
-                          finish_reason: str = "stop") -> list[ParsedTask]:
+DROP_LAST = ("length", "always")
+SPLITS = ("engine", "reference")
+
+
+def parse_generated_tasks(text: str, num_prompt_tasks: int = 5, finish_reason: str = "stop",
+                          drop_last: str = "length", drop_output_items: bool = False,
+                          split: str = "engine") -> list[ParsedTask]:
     """Split the model's continuation of the meta-prompt into tasks.
 
-    The continuation starts right after "{num_prompt_tasks + 1}. Instruction:". Items are
-    separated by `###` (or a line starting "N. Instruction:"); each must hold exactly the
-    markers "N. Instruction:", "N. Input:" and optionally "N. Output:" with one number N,
-    else it is dropped, as in the reference. Text before an item's first marker (chatter)
-    is ignored. Unlike the reference, N is read from the item rather than from its position,
-    so one skipped or repeated number does not lose every later item.
+    The continuation starts right after "{num_prompt_tasks + 1}. Instruction:".
 
-    When generation stopped for length the last item may be cut short and is dropped
-    (Alpaca's rule; I-SHEEP's release drops the last item always, which with a stop string
-    loses a complete task). An input that is exactly "<noinput>" (any case) becomes "".
+    split="engine": items are separated by `###` (or a line starting "N. Instruction:"); each
+    must hold exactly the markers "N. Instruction:", "N. Input:" and optionally "N. Output:"
+    with one number N, else it is dropped, as in the reference. Text before an item's first
+    marker (chatter) is ignored. Unlike the reference, N is read from the item rather than
+    from its position, so one skipped or repeated number does not lose every later item.
+    `drop_output_items` drops an item that carries an Output field (the release drops them:
+    its filter finds the marker in the input, generate_instruction.py:100).
+
+    split="reference": the release's parser (generate_instruction.py:107-122): `###` chunks
+    only; chunk k must split on "{num_prompt_tasks + 1 + k}. Instruction:|Input:" into
+    exactly one instruction and one input, else it is dropped. An Output field stays in the
+    input's text, where filter_prompt(rules="reference") drops it as the release does.
+
+    drop_last="length": when generation stopped for length the last item may be cut short and
+    is dropped (Alpaca's rule). drop_last="always": the release drops the last chunk whatever
+    the stop reason (generate_instruction.py:112), which loses a complete task when the model
+    ended the list on its own. An input that is exactly "<noinput>" (any case) becomes "".
     """
+    if drop_last not in DROP_LAST:
+        raise ValueError(f"drop_last must be one of {DROP_LAST}, got {drop_last!r}")
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     raw = f"{num_prompt_tasks + 1}. Instruction:" + text
-    items = _ITEM_BREAK_RE.split(raw)
-    if finish_reason == "length":
+    if split == "reference":
+        items = raw.split("###")
+    else:
+        items = _ITEM_BREAK_RE.split(raw)
+    if drop_last == "always" or finish_reason == "length":
         items = items[:-1]
-    return [task for task in map(_split_item, items) if task is not None]
+    if split == "reference":
+        return [task for k, item in enumerate(items)
+                if (task := _split_release_item(item, num_prompt_tasks + 1 + k)) is not None]
+    tasks = [task for task in map(_split_item, items) if task is not None]
+    return [t for t in tasks if not t.output] if drop_output_items else tasks
+
+
+def _split_release_item(item: str, number: int) -> ParsedTask | None:
+    # the release's pattern, unanchored: "16. Instruction:" also holds "6. Instruction:"
+    pieces = re.split(rf"{number}\.\s+(Instruction|Input):", item)
+    if len(pieces) != 5:
+        return None
+    task_input = pieces[4].strip()
+    return ParsedTask(instruction=pieces[2].strip(),
+                      input="" if task_input.lower() == NOINPUT else task_input, number=number)
 
 
 # ---- heuristic prompt filters: each returns True when the task should be dropped -------
@@ -235,9 +290,63 @@ PROMPT_FILTERS: tuple[tuple[str, Callable[[ParsedTask], bool]], ...] = (
 )
 
 
-def filter_prompt(task: ParsedTask) -> str | None:
-    """The reason (a PROMPT_FILTERS name) the first failing filter gives, or None to keep."""
-    for reason, should_drop in PROMPT_FILTERS:
+# The release's rules (seed_ppl/generate_instruction.py), each exactly as written there.
+def _release_length(task: ParsedTask) -> bool:
+    n = len(task.instruction.split())                                   # :125
+    return n <= 3 or n > 150
+
+
+def _release_blacklist(task: ParsedTask) -> bool:
+    return bool(_BLACKLIST_RE.search(task.instruction) or _BLACKLIST_RE.search(task.input))  # :148-151
+
+
+def _release_punctuation(task: ParsedTask) -> bool:
+    return task.instruction[:1] in tuple(string.punctuation)           # :153
+
+
+def _release_non_ascii(task: ParsedTask) -> bool:
+    return not task.instruction[:1].isascii()                           # :156
+
+
+def _release_noinput(task: ParsedTask) -> bool:
+    # :97; the instruction check is case-sensitive there
+    low = task.input.lower()
+    return "noinput" in low or "no input" in low or "noinput" in task.instruction
+
+
+def _release_marker(task: ParsedTask) -> bool:
+    return bool(re.search(r".\s+(Instruction|Input):", task.instruction)               # :100
+                or re.search(r".\s+(Instruction|Input|Output):", task.input))
+
+
+def _release_url(task: ParsedTask) -> bool:
+    return bool(re.search(r"https?:", task.instruction) or re.search(r"https?:", task.input))  # :103
+
+
+REFERENCE_PROMPT_FILTERS: tuple[tuple[str, Callable[[ParsedTask], bool]], ...] = (
+    ("length", _release_length),
+    ("blacklist", _release_blacklist),
+    ("starts_with_punctuation", _release_punctuation),
+    ("starts_with_non_ascii", _release_non_ascii),
+    ("noinput", _release_noinput),
+    ("leaked_marker", _release_marker),
+    ("url", _release_url),
+)
+PROMPT_RULES = {"engine": PROMPT_FILTERS, "reference": REFERENCE_PROMPT_FILTERS}
+
+
+def filter_prompt(task: ParsedTask, rules: str = "engine") -> str | None:
+    """The reason (a filter name) the first failing filter gives, or None to keep.
+
+    rules="engine": PROMPT_FILTERS. rules="reference": the release's filters in its order
+    (length 4..150 words, blacklist, leading punctuation, leading non-ASCII, noinput, leaked
+    Instruction/Input/Output markers, URLs) with its exact patterns; it has no "Write a
+    program" rule, and its placeholder, "none" and input-in-instruction rules run after
+    answering, on the pair (pair_filters).
+    """
+    if rules not in PROMPT_RULES:
+        raise ValueError(f"prompt rules must be one of {tuple(PROMPT_RULES)}, got {rules!r}")
+    for reason, should_drop in PROMPT_RULES[rules]:
         if should_drop(task):
             return reason
     return None

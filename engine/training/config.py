@@ -73,6 +73,9 @@ class TrainConfig(TrainHyperparams):
     seed: int = setting(0, "data order and adapter init")
     device: str = setting("auto", "where to train", choices=("auto", "cuda", "cpu"))
     lora: bool = setting(False, "train LoRA adapters (merged at export) instead of all weights")
+    layout: str = setting("engine", "prompt layout of the records (engine.prompt_format): the "
+                          "loop passes its response.layout, so training reads what answering sent",
+                          choices=("engine", "reference"))
     stop_at_step: int | None = setting(None, "end this invocation after step N, as if interrupted",
                                        ge=1, mutable=True)
     resume: bool = setting(False, "continue from the latest complete checkpoint", mutable=True)

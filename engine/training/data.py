@@ -9,11 +9,14 @@ Three record forms are read:
             way LLM.score() reads a prompt and its continuation (encode(prompt) with special
             tokens, then encode(completion) without, then EOS); loss on completion + EOS.
 
-Alpaca and messages records are rendered one of two ways:
-  "raw"   the base-model format of the I-SHEEP loop: format_raw_prompt(instruction, input)
+Alpaca and messages records are rendered one of two ways, in a prompt layout of
+engine.prompt_format ("engine" or "reference"), the same functions the loop answers with:
+  "raw"   the base-model format of the I-SHEEP loop: raw_prompt(instruction, input, layout)
           followed by output + EOS; loss on output + EOS only. Alpaca records only.
-  "chat"  the tokenizer's chat template; loss on each assistant turn's content and the token
-          that ends the turn (e.g. <|im_end|>), nothing else.
+  "chat"  render_conversation(layout): the tokenizer's chat template (engine) or the release's
+          fixed ChatML (reference), an Alpaca record's user turn being user_content(...);
+          loss on each assistant turn's content and the token that ends the turn
+          (e.g. <|im_end|>), nothing else.
 A malformed line raises DataError naming the file and line number.
 """
 from __future__ import annotations
@@ -23,7 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.jsonl import json_records
+from engine.prompt_format import check_layout, raw_prompt, render_conversation, user_content
 from engine.tokenizer import Tokenizer
+
+# The old name, still imported by engine.selfalign.stages and engine.world: the engine layout.
+format_raw_prompt = raw_prompt
 
 
 class DataError(ValueError):
@@ -37,19 +44,18 @@ class TokenizedSample:
     where: str                 # "file:line", for messages about this sample
 
 
-def format_raw_prompt(instruction: str, input: str = "") -> str:
-    """The base-model prompt of the I-SHEEP loop: instruction, "\\n" + input when the input is
-    non-empty, then "\\n". Training (raw format) and generation both use this one function."""
-    if input:
-        return f"{instruction}\n{input}\n"
-    return f"{instruction}\n"
+def load_sft_samples(paths: list[str | Path], tokenizer: Tokenizer, prompt_format: str = "chat",
+                     layout: str = "engine") -> list[TokenizedSample]:
+    """Read and tokenize every record of the JSONL files, in file and line order.
 
-
-def load_sft_samples(paths: list[str | Path], tokenizer: Tokenizer,
-                     prompt_format: str = "chat") -> list[TokenizedSample]:
-    """Read and tokenize every record of the JSONL files, in file and line order."""
+    layout: the engine.prompt_format layout ("engine" | "reference") of raw and chat renderings.
+    """
     if prompt_format not in ("chat", "raw"):
         raise DataError(f"prompt_format {prompt_format!r}: expected 'chat' or 'raw'")
+    try:
+        check_layout(layout)
+    except ValueError as err:
+        raise DataError(str(err)) from None
     eos_id = _raw_eos_id(tokenizer) if prompt_format == "raw" else None
     samples = []
     for path, line_no, record in read_jsonl_records(paths):
@@ -64,9 +70,9 @@ def load_sft_samples(paths: list[str | Path], tokenizer: Tokenizer,
             completion = tokenizer.encode(record["completion"], add_special_tokens=False) + [eos_id]
             tokens, target = prompt + completion, [False] * len(prompt) + [True] * len(completion)
         elif prompt_format == "raw":
-            tokens, target = _render_raw(record, tokenizer, eos_id, where)
+            tokens, target = _render_raw(record, tokenizer, eos_id, where, layout)
         else:
-            tokens, target = _render_chat(record, tokenizer, where)
+            tokens, target = _render_chat(record, tokenizer, where, layout)
         samples.append(TokenizedSample(tokens, target, where))
     if not samples:
         raise DataError(f"no records in {', '.join(str(p) for p in paths)}")
@@ -128,29 +134,33 @@ def _raw_eos_id(tokenizer: Tokenizer) -> int:
                     "and a text record to its document")
 
 
-def _render_raw(record: dict, tok: Tokenizer, eos_id: int, where: str) -> tuple[list[int], list[bool]]:
+def _render_raw(record: dict, tok: Tokenizer, eos_id: int, where: str,
+                layout: str) -> tuple[list[int], list[bool]]:
     if "messages" in record:
         raise DataError(f"{where}: messages records need prompt_format='chat'")
-    prompt = tok.encode(format_raw_prompt(record["instruction"], record.get("input", "")),
+    prompt = tok.encode(raw_prompt(record["instruction"], record.get("input", ""), layout),
                         add_special_tokens=True)
     answer = tok.encode(record["output"], add_special_tokens=False) + [eos_id]
     return prompt + answer, [False] * len(prompt) + [True] * len(answer)
 
 
-def _as_messages(record: dict) -> list[dict]:
+def _as_messages(record: dict, layout: str) -> list[dict]:
     if "messages" in record:
         return [{"role": m["role"], "content": m["content"]} for m in record["messages"]]
-    user = record["instruction"]
-    if record.get("input"):
-        user = f"{user}\n{record['input']}"
+    user = user_content(record["instruction"], record.get("input", ""), layout)
     return [{"role": "user", "content": user}, {"role": "assistant", "content": record["output"]}]
 
 
-def _render_chat(record: dict, tok: Tokenizer, where: str) -> tuple[list[int], list[bool]]:
-    """Render through the template; find each assistant reply as the text the template adds
-    after the generation prompt, so the mask follows whatever the template emits."""
-    messages = _as_messages(record)
-    full = tok.apply_chat_template(messages)
+def _render_chat(record: dict, tok: Tokenizer, where: str,
+                 layout: str) -> tuple[list[int], list[bool]]:
+    """Render through the layout's template; find each assistant reply as the text the template
+    adds after the generation prompt, so the mask follows whatever the template emits."""
+    messages = _as_messages(record, layout)
+
+    def render(msgs: list[dict], add_generation_prompt: bool = False) -> str:
+        return render_conversation(tok, msgs, layout, add_generation_prompt)
+
+    full = render(messages)
     tokens: list[int] = []
     target: list[bool] = []
 
@@ -163,8 +173,8 @@ def _render_chat(record: dict, tok: Tokenizer, where: str) -> tuple[list[int], l
     for i, m in enumerate(messages):
         if m["role"] != "assistant":
             continue
-        before = tok.apply_chat_template(messages[:i], add_generation_prompt=True)
-        through = tok.apply_chat_template(messages[:i + 1])
+        before = render(messages[:i], add_generation_prompt=True)
+        through = render(messages[:i + 1])
         if not (through.startswith(before) and full.startswith(through) and len(before) >= done):
             raise DataError(f"{where}: the chat template does not render this conversation "
                             "turn by turn (a prefix of the messages is not a prefix of the text), "

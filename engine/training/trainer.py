@@ -69,7 +69,7 @@ def _train(cfg: TrainConfig, ctx: DistContext) -> TrainResult:
     tokenizer = Tokenizer.from_pretrained(cfg.model)
 
     # --- data: the same packs on every rank ------------------------------------------------
-    records = load_sft_samples(cfg.data, tokenizer, cfg.prompt_format)
+    records = load_sft_samples(cfg.data, tokenizer, cfg.prompt_format, cfg.layout)
     samples, overlong = to_training_samples(records, cfg.seq_len, cfg.overlong)
     if not samples:
         raise DataError(f"no sample fits seq_len={cfg.seq_len} with overlong={cfg.overlong!r} "
