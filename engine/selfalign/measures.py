@@ -72,9 +72,13 @@ def harness_task(ctx, model_dir: Path, task: str) -> dict:
     from engine.eval.harness import evaluate_tasks
 
     e = ctx.cfg.eval
-    return evaluate_tasks(ctx.llm_for(model_dir), [task], num_fewshot=e.harness_num_fewshot,
-                          limit=e.harness_limit, include_path=e.harness_include_path or None,
-                          chat_template=e.harness_chat_template)
+    result = evaluate_tasks(ctx.llm_for(model_dir), [task], num_fewshot=e.harness_num_fewshot,
+                            limit=e.harness_limit, include_path=e.harness_include_path or None,
+                            chat_template=e.harness_chat_template)
+    if result is None:          # ranks other than 0 get nothing back from the harness
+        return {}
+    # the metrics and what they were computed on; the task configs stay out of eval.json
+    return {k: result[k] for k in ("results", "n-shot", "n-samples", "versions", "sheep") if k in result}
 
 
 def extension_context(ctx) -> ExtensionContext:

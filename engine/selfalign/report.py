@@ -111,6 +111,7 @@ def write_report(cfg: IsheepConfig, run: RunDirectory) -> Path:
     lines += _scoring_table(iters, counts)
     lines += _training_table(iters, counts)
     lines += _ifeval_table(run, iters)
+    lines += _harness_table(cfg, run, iters)
     for ext in cfg.extensions:
         lines += ext.report_section(arm_results(cfg, run, ext.name), plots)
     lines += _time_table(run)
@@ -191,6 +192,44 @@ def _ifeval_table(run, iters) -> list[str]:
     return lines + [""]
 
 
+def harness_metrics(result: dict) -> dict[str, tuple[float, float | None]]:
+    """{"task metric": (value, stderr)} from one harness stage's eval.json part."""
+    out = {}
+    for task, metrics in result.get("results", {}).items():
+        for key, value in metrics.items():
+            if key == "alias" or "_stderr" in key or not isinstance(value, (int, float)):
+                continue
+            name, _, filt = key.partition(",")
+            stderr = metrics.get(f"{name}_stderr,{filt}")
+            out[f"{task} {name}"] = (value, stderr if isinstance(stderr, (int, float)) else None)
+    return out
+
+
+def _harness_table(cfg, run, iters) -> list[str]:
+    if not cfg.eval.harness_tasks:
+        return []
+    rows = {}
+    for it in [0] + iters:
+        ev = read_eval(run, it)
+        merged = {}
+        for task in cfg.eval.harness_tasks:
+            merged.update(harness_metrics(ev.get(f"harness.{task}", {})))
+        if merged:
+            rows[it] = merged
+    if not rows:
+        return []
+    cols = sorted({c for r in rows.values() for c in r})
+    lines = ["## Benchmarks (lm-evaluation-harness)", "",
+             "Each cell is the harness's own metric for the task on M_i (engine backend `sheep`), "
+             "± the harness's standard error.", "",
+             "| model | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    for it, r in rows.items():
+        cells = [(_fmt(r[c][0]) + (f" ± {_fmt(r[c][1])}" if r[c][1] is not None else "")) if c in r else ""
+                 for c in cols]
+        lines.append(f"| M_{it} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
 def _time_table(run) -> list[str]:
     seconds = run.stage_seconds()
     present = {s for it in seconds for s in seconds[it]}
@@ -266,6 +305,27 @@ def _plot(cfg, run: RunDirectory, iters: list[int], counts: dict, out: Path) -> 
         fig.savefig(out / "loss.png", dpi=90)
         plt.close(fig)
         written.append("loss.png")
+
+    bench = {it: {} for it in [0] + iters}
+    for it in bench:
+        for task in cfg.eval.harness_tasks:
+            bench[it].update(harness_metrics(read_eval(run, it).get(f"harness.{task}", {})))
+    cols = sorted({c for r in bench.values() for c in r})
+    if cols:
+        fig, ax = plt.subplots(figsize=(6, 3.2))
+        for k, col in enumerate(cols):
+            pts = [(it, *bench[it][col]) for it in sorted(bench) if col in bench[it]]
+            ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] or 0 for p in pts],
+                        marker=markers[k % len(markers)], capsize=3, label=col)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("model M_i (0 = base model)")
+        ax.set_ylabel("metric")
+        ax.set_title("lm-evaluation-harness benchmarks")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(out / "harness.png", dpi=90)
+        plt.close(fig)
+        written.append("harness.png")
 
     evals = {it: read_eval(run, it).get("ifeval") for it in [0] + iters}
     evals = {k: v for k, v in evals.items() if v}
