@@ -66,10 +66,14 @@ class TrainConfig:
     checkpoint_every: int = 0             # steps between checkpoints; 0: only at stop_at_step
     keep_checkpoints: int = 2
     resume: bool = False                  # continue from the latest complete checkpoint
+    overwrite: bool = False               # replace a finished run (model/, log) or checkpoints in output; wins over resume
     export: bool = True                   # write the HF-layout model to output/model
     export_dtype: str = "auto"            # auto: the source checkpoint's torch_dtype
     # --- logging -------------------------------------------------------------------------
     progress: bool = True                 # tqdm bar on rank 0
+    log_every: int = 10                   # steps between reads of loss/grad norm from the device (one host sync each)
+    tracker: str = "none"                 # experiment tracker: "none" | "tensorboard" | "wandb" (optional extras)
+    cpu_threads: int = 0                  # torch threads when training on CPU; 0: $OMP_NUM_THREADS if set, else 1
 
     def __post_init__(self):
         # in-process callers may pass paths, and a single data file on its own
@@ -88,16 +92,18 @@ class TrainConfig:
             bad("data", "is required (one or more JSONL files)")
         for key, choices in (("prompt_format", PROMPT_FORMATS), ("overlong", OVERLONG_POLICIES),
                              ("param_dtype", DTYPE_NAMES), ("export_dtype", DTYPE_NAMES),
-                             ("device", ("auto", "cuda", "cpu"))):
+                             ("device", ("auto", "cuda", "cpu")),
+                             ("tracker", ("none", "tensorboard", "wandb"))):
             if getattr(self, key) not in choices:
                 bad(key, f"= {getattr(self, key)!r}: expected one of {', '.join(choices)}")
-        for key in ("seq_len", "epochs", "grad_accum", "lora_rank", "keep_checkpoints"):
+        for key in ("seq_len", "epochs", "grad_accum", "lora_rank", "keep_checkpoints", "log_every"):
             if getattr(self, key) < 1:
                 bad(key, f"must be >= 1, got {getattr(self, key)}")
         for key in ("max_steps", "stop_at_step"):
             if getattr(self, key) is not None and getattr(self, key) < 1:
                 bad(key, f"must be >= 1 or none, got {getattr(self, key)}")
-        for key in ("warmup_steps", "checkpoint_every", "weight_decay", "max_grad_norm", "min_lr"):
+        for key in ("warmup_steps", "checkpoint_every", "weight_decay", "max_grad_norm", "min_lr",
+                    "cpu_threads"):
             if getattr(self, key) < 0:
                 bad(key, f"must be >= 0, got {getattr(self, key)}")
         if self.lr <= 0:
