@@ -146,3 +146,34 @@ def test_training_on_cpu_uses_the_thread_setting_and_restores_the_callers(files,
     before = torch.get_num_threads()
     train(_cfg(files, tmp_path / "threads", cpu_threads=2, export=False, max_steps=1))
     assert seen == [2] and torch.get_num_threads() == before
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="host-device syncs exist only with CUDA")
+def test_train_step_makes_no_host_sync_on_cuda(files):
+    """After a warm-up step (FSDP lazy init, kernel compilation), a training step on repeated
+    shapes runs with CUDA sync debugging set to error: any blocking device->host read raises."""
+    from engine.training.optim import build_optimizer
+    from engine.training.packing import make_pack, to_training_samples
+    from engine.training.data import load_sft_samples
+    from engine.training.parallel import build_sharded_model, init_distributed
+    from engine.training.trainer import train_step
+    from engine.tokenizer import Tokenizer
+
+    model_dir, data = files
+    ctx = init_distributed("cuda")
+    try:
+        model = build_sharded_model(model_dir, ctx, torch.bfloat16)
+        optimizer = build_optimizer(model, 1e-3, 0.0, (0.9, 0.95), 1e-8, ctx.device)
+        samples, _ = to_training_samples(load_sft_samples([data], Tokenizer.from_pretrained(model_dir), "chat"), 112)
+        packs = [make_pack(samples[:2]), make_pack(samples[2:4])]
+        step = dict(lr=1e-3, loss_scale=0.01, max_grad_norm=1.0, device=ctx.device)
+        train_step(model, optimizer, packs, **step)
+        torch.cuda.synchronize()
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            losses = [train_step(model, optimizer, packs, **step)[0] for _ in range(2)]
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+        assert all(torch.isfinite(loss).item() for loss in losses)
+    finally:
+        ctx.close()
