@@ -10,6 +10,7 @@ base class, so callers never test the rank themselves.
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -70,12 +71,19 @@ class WandbTracker(Tracker):
         self.run.finish()
 
 
+def check_installed(kind: str) -> None:
+    """Fail now, before any model loads, when the chosen tracker's package is missing."""
+    if kind not in TRACKERS:
+        raise TrackerError(f"tracker = {kind!r}: expected one of {', '.join(TRACKERS)}")
+    if kind != "none" and importlib.util.find_spec(kind) is None:
+        raise TrackerError(_missing(kind))
+
+
 def make_tracker(kind: str, log_dir: str | Path, *, enabled: bool = True, run_name: str | None = None,
                  config: dict | None = None) -> Tracker:
     """The tracker named by `kind` (one of TRACKERS) writing under log_dir; the no-op one where
     kind is "none" or enabled is False (ranks other than the writer)."""
-    if kind not in TRACKERS:
-        raise TrackerError(f"tracker = {kind!r}: expected one of {', '.join(TRACKERS)}")
+    check_installed(kind)
     if kind == "none" or not enabled:
         return Tracker()
     if kind == "tensorboard":

@@ -121,13 +121,19 @@ def test_wandb_offline_writes_its_run_files(files, tmp_path, monkeypatch):
     assert list(runs[0].glob("*.wandb")), f"no .wandb history file in {runs[0]}"
 
 
-def test_missing_tracker_package_names_the_extra(monkeypatch, tmp_path):
+def test_missing_tracker_package_fails_first_naming_the_extra(monkeypatch, tmp_path):
     import sys
 
     from engine.tracking import TrackerError, make_tracker
-    monkeypatch.setitem(sys.modules, "wandb", None)      # import wandb now raises ImportError
+    monkeypatch.setitem(sys.modules, "wandb", None)      # as if wandb were not installed
     with pytest.raises(TrackerError, match=r"pip install 'sheep-engine\[wandb\]'"):
         make_tracker("wandb", tmp_path)
+    # before anything is read: the model directory does not even exist
+    cfg = TrainConfig(model=str(tmp_path / "no_model"), data=["x.jsonl"], output=str(tmp_path / "o"),
+                      tracker="wandb")
+    with pytest.raises(TrackerError, match="needs the wandb package"):
+        train(cfg)
+    assert not (tmp_path / "o").exists()
 
 
 def test_cpu_threads_default_is_one_unless_told(monkeypatch):

@@ -39,7 +39,7 @@ import torch
 from engine.attention import AttentionMetadata
 from engine.config import ModelConfig
 from engine.tokenizer import Tokenizer
-from engine.tracking import make_tracker
+from engine.tracking import check_installed, make_tracker
 from engine.training.checkpointing import Checkpointer, export_hf_model, list_checkpoints
 from engine.training.config import TrainConfig
 from engine.training.data import DataError, load_sft_samples
@@ -144,6 +144,7 @@ class TrainingRun:
 def train(cfg: TrainConfig) -> TrainResult:
     """Fine-tune cfg.model on cfg.data; see TrainConfig for every setting."""
     cfg.validate()
+    check_installed(cfg.tracker)
     threads = torch.get_num_threads()
     ctx = init_distributed(cfg.device)
     try:
