@@ -133,7 +133,8 @@ def run_engine(model_dir: Path, data: Path, out: Path, args, device: torch.devic
     summary = summarize(sum(r["tokens"] for r in steps), sum(r["flops"] for r in steps),
                         sum(r["step_time_s"] for r in steps), len(steps),
                         _peak_mem_gb(device), device)
-    return {**summary, "losses": [r["loss"] for r in steps], "log_every": log_every,
+    first_loss = next(r["loss"] for r in log if "loss" in r)
+    return {**summary, "first_loss": first_loss, "losses": [r["loss"] for r in steps], "log_every": log_every,
             "fsdp2": True, "process_group": "nccl" if device.type == "cuda" else "gloo",
             "fused_adamw": device.type == "cuda", "ops_backend": ops.backend(torch.empty(0, device=device))}
 
@@ -158,6 +159,7 @@ def run_transformers(model_dir: Path, data: Path, cfg: ModelConfig, args, device
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     tokens = flops = padding = 0
+    first_loss = None
     for step in range(args.warmup + args.steps):
         if step == args.warmup:
             if device.type == "cuda":
@@ -170,6 +172,8 @@ def run_transformers(model_dir: Path, data: Path, cfg: ModelConfig, args, device
         n_labels = (labels != IGNORE_INDEX).sum()
         loss = F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), reduction="sum") / n_labels
         loss.backward()
+        if step == 0 and args.warmup:       # the same first batch as the engine's (read in warmup)
+            first_loss = loss.item()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -183,6 +187,7 @@ def run_transformers(model_dir: Path, data: Path, cfg: ModelConfig, args, device
         torch.cuda.synchronize(device)
     result = summarize(tokens, flops, time.perf_counter() - t0, args.steps, _peak_mem_gb(device), device)
     result["padding_fraction"] = padding / (tokens + padding)
+    result["first_loss"] = first_loss
     del model, opt
     return result
 

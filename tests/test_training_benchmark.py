@@ -21,6 +21,8 @@ def test_training_benchmark_smoke_runs_both_sides_on_the_same_tokens(tmp_path):
     assert "error" not in engine and "error" not in plain
     # same data, same packs, same measured steps: the two sides count the same real tokens
     assert engine["tokens"] == plain["tokens"] > 0 and engine["steps"] == plain["steps"] == 2
+    # the same random model on the same first batch: fp32 on the CPU, the first losses agree
+    assert abs(engine["first_loss"] - plain["first_loss"]) < 1e-4 * plain["first_loss"]
     assert len(engine["losses"]) == 2 and all(0 < loss < 20 for loss in engine["losses"])
     assert row["speedup_tokens_per_s"] == engine["tokens_per_s"] / plain["tokens_per_s"]
     assert engine["process_group"] == "gloo" and engine["mfu"] is None     # no MFU peak on a CPU
