@@ -14,6 +14,7 @@ setup(
         "triton>=3.2",
         "safetensors>=0.4",
         "tokenizers>=0.19",
+        "huggingface_hub>=0.24",   # save_torch_state_dict: sharded safetensors + index (comes with tokenizers)
         "numpy",
         "jinja2>=3.1",
         "tqdm",
@@ -25,6 +26,8 @@ setup(
     ],
     extras_require={
         "flash": ["flash-attn"],
+        "tensorboard": ["tensorboard"],   # tracker = "tensorboard"
+        "wandb": ["wandb"],               # tracker = "wandb"
         "test": ["pytest", "hypothesis", "transformers>=4.45", "rouge-score", "nltk"],
     },
 )

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
 
 from engine.config import ModelConfig
 from engine.model import CausalLM
@@ -124,78 +124,46 @@ def _check_and_cast(model: CausalLM, tensors: dict[str, torch.Tensor], dtype: to
     return {k: v.to(dtype) for k, v in tensors.items()}
 
 
-def _parse_size(size: int | str) -> int:
-    if isinstance(size, int):
-        return size
-    s = size.strip().upper()
-    for unit, mult in (("GB", 10**9), ("MB", 10**6), ("KB", 10**3), ("B", 1)):
-        if s.endswith(unit):
-            return int(float(s[: -len(unit)]) * mult)
-    return int(s)
-
-
 def save_state_dict(state: dict[str, torch.Tensor], cfg: ModelConfig, out_dir: str | os.PathLike,
-                    max_shard_size: int | str = "5GB") -> None:
-    """Write config.json and safetensors (sharded with an index above max_shard_size).
+                    max_shard_size: int | str = "5GB", tokenizer=None,
+                    generation_config: dict | None = None) -> None:
+    """Write an HF-layout directory: config.json, the weights, generation_config.json and, with
+    `tokenizer` (an engine.Tokenizer), its tokenizer.json + tokenizer_config.json.
 
-    `state` uses HF names; tied lm_head.weight is dropped. Files are written under temporary
-    names and renamed, so a killed save never leaves a half-written file under a real name.
+    `state` uses HF names. Weights go through huggingface_hub.save_torch_state_dict: one
+    model.safetensors, or model-0000i-of-0000N.safetensors + model.safetensors.index.json above
+    max_shard_size (int bytes or "5GB"-style). A tied lm_head.weight is dropped (the embedding
+    holds it). The files are written into a temporary folder inside out_dir and moved into
+    place, so a killed save never leaves a half-written file under a real name.
+    generation_config: its JSON content; default the config's bos/eos ids.
     """
+    from huggingface_hub import save_torch_state_dict
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
+    state = {k: v.detach().to("cpu") for k, v in state.items()}
     if cfg.tie_word_embeddings:
         state.pop("lm_head.weight", None)
-    dtype = next(iter(state.values())).dtype
-    limit = _parse_size(max_shard_size)
-    shards: list[dict[str, torch.Tensor]] = [{}]
-    size = 0
-    for name in sorted(state):
-        nbytes = state[name].numel() * state[name].element_size()
-        if shards[-1] and size + nbytes > limit:
-            shards.append({})
-            size = 0
-        shards[-1][name] = state[name]
-        size += nbytes
     hf_cfg = cfg.to_hf_dict()
-    hf_cfg["torch_dtype"] = str(dtype).replace("torch.", "")
-    _atomic_text(out / "config.json", json.dumps(hf_cfg, indent=2))
-    if len(shards) == 1:
-        _atomic_safetensors(shards[0], out / SINGLE_NAME)
-        (out / INDEX_NAME).unlink(missing_ok=True)
-        return
-    weight_map = {}
-    total = 0
-    for i, shard in enumerate(shards):
-        fname = f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors"
-        _atomic_safetensors(shard, out / fname)
-        for name, t in shard.items():
-            weight_map[name] = fname
-            total += t.numel() * t.element_size()
-    _atomic_text(out / INDEX_NAME, json.dumps({"metadata": {"total_size": total},
-                                               "weight_map": weight_map}, indent=2))
-    (out / SINGLE_NAME).unlink(missing_ok=True)
+    hf_cfg["torch_dtype"] = str(next(iter(state.values())).dtype).replace("torch.", "")
+    if generation_config is None:
+        generation_config = {"bos_token_id": cfg.bos_token_id, "eos_token_id": cfg.eos_token_id or None}
+    with tempfile.TemporaryDirectory(dir=out, prefix=".saving-") as tmp:
+        save_torch_state_dict(state, tmp, max_shard_size=max_shard_size)
+        (Path(tmp) / "config.json").write_text(json.dumps(hf_cfg, indent=2))
+        (Path(tmp) / "generation_config.json").write_text(json.dumps(generation_config, indent=2))
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp)
+        # weights of an earlier save in the other layout (single vs sharded) must not linger
+        for stale in [*out.glob("model*.safetensors"), out / INDEX_NAME]:
+            stale.unlink(missing_ok=True)
+        for f in Path(tmp).iterdir():
+            os.replace(f, out / f.name)
 
 
 def save_pretrained(model: CausalLM, out_dir: str | os.PathLike, max_shard_size: int | str = "5GB",
                     tokenizer=None) -> None:
     """Save in HF layout (transformers' AutoModelForCausalLM loads it); with `tokenizer`
-    (an engine.Tokenizer) its files are written beside the weights."""
-    save_state_dict(model.state_dict(), model.config, out_dir, max_shard_size)
-    cfg = model.config
-    gen = {"bos_token_id": cfg.bos_token_id, "eos_token_id": cfg.eos_token_id or None}
-    _atomic_text(Path(out_dir) / "generation_config.json", json.dumps(gen, indent=2))
-    if tokenizer is not None:
-        tokenizer.save_pretrained(out_dir)
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def _atomic_safetensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata={"format": "pt"})
-    os.replace(tmp, path)
+    (an engine.Tokenizer) its files are written beside the weights, so `LLM(out_dir)` can
+    generate text. See save_state_dict for the files."""
+    save_state_dict(model.state_dict(), model.config, out_dir, max_shard_size, tokenizer=tokenizer)

@@ -5,6 +5,10 @@
 
 key=value sets any TrainConfig field (lr=2e-5 epochs=3 lora_targets=q_proj,v_proj max_steps=none);
 --config FILE.toml reads settings first (top-level keys or a [train] table), key=value wins.
+The batch is a token budget: seq_len tokens per packed micro-batch, x grad_accum x processes.
+An output directory holding a finished run is refused unless overwrite=true; one holding
+checkpoints is continued with resume=true. On CPU, torch uses cpu_threads threads (default:
+$OMP_NUM_THREADS, else 1). tracker=tensorboard|wandb logs loss, lr, grad norm, tokens/s, MFU.
 """
 from __future__ import annotations
 
@@ -18,7 +22,8 @@ from engine.training.config import ConfigError, TrainConfig, apply_overrides, lo
 
 def parse_args(argv: list[str] | None = None) -> TrainConfig:
     p = argparse.ArgumentParser(prog="python -m engine.train",
-                                description="Supervised fine-tuning (full or LoRA) with FSDP2.",
+                                description="Supervised fine-tuning (full or LoRA) with FSDP2. "
+                                            "The batch is a token budget (seq_len per micro-batch).",
                                 epilog="Settings: " + ", ".join(TrainConfig.__dataclass_fields__))
     p.add_argument("--model", help="HF checkpoint directory to start from")
     p.add_argument("--data", action="append", help="JSONL file (repeat for several)")
@@ -39,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     from engine.checkpoint import CheckpointError
     from engine.config import ConfigError as ModelConfigError
     from engine.tokenizer import TokenizerError
+    from engine.tracking import TrackerError
     from engine.training.data import DataError
     from engine.training.trainer import ResumeError, TrainingDiverged, train
 
@@ -46,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = parse_args(argv)
         result = train(cfg)
     except (ConfigError, ModelConfigError, CheckpointError, TokenizerError, DataError,
-            ResumeError, TrainingDiverged) as e:
+            ResumeError, TrainingDiverged, TrackerError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if int(os.environ.get("RANK", 0)) == 0:

@@ -131,3 +131,32 @@ def test_pickle_checkpoints_are_refused(tmp_path, hf_dir):
     (d / "pytorch_model.bin").write_bytes(b"not loaded")
     with pytest.raises(CheckpointError, match=r"pytorch_model\.bin.*safetensors only"):
         load_model(d)
+
+
+def test_save_pretrained_with_tokenizer_gives_a_directory_llm_generates_from(tmp_path):
+    from engine import LLM, SamplingParams, Tokenizer
+    from engine.presets import write_tiny
+
+    src = write_tiny(tmp_path / "src", seed=1)
+    tok = Tokenizer.from_pretrained(src)
+    save_pretrained(load_model(src), tmp_path / "out", tokenizer=tok)
+    assert {"tokenizer.json", "tokenizer_config.json"} <= {p.name for p in (tmp_path / "out").iterdir()}
+    saved = Tokenizer.from_pretrained(tmp_path / "out")
+    chat = [{"role": "user", "content": "hi"}]
+    assert saved.apply_chat_template(chat, add_generation_prompt=True) == \
+        tok.apply_chat_template(chat, add_generation_prompt=True)
+    greedy = SamplingParams(temperature=0.0, max_tokens=6, ignore_eos=True)
+    kwargs = dict(dtype="float32", device="cpu", kv_cache_bytes=8 * 2**20)
+    [out] = LLM(tmp_path / "out", **kwargs).generate(["The word is"], greedy)
+    [ref] = LLM(src, **kwargs).generate(["The word is"], greedy)
+    assert len(out.token_ids) == 6 and out.token_ids == ref.token_ids and out.text == ref.text
+
+
+def test_sharded_save_of_tied_weights_stores_the_embedding_once(hf_dir, tmp_path):
+    save_pretrained(load_model(hf_dir), tmp_path, max_shard_size=20_000)
+    index = json.loads((tmp_path / "model.safetensors.index.json").read_text())
+    assert "lm_head.weight" not in index["weight_map"]
+    assert "model.embed_tokens.weight" in index["weight_map"]
+    # a later single-file save into the same directory leaves no shard or index behind
+    save_pretrained(load_model(hf_dir), tmp_path)
+    assert sorted(p.name for p in tmp_path.glob("model*")) == ["model.safetensors"]

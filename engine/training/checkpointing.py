@@ -26,7 +26,7 @@ from torch.distributed.tensor import DTensor
 
 from engine.checkpoint import save_state_dict
 from engine.config import ModelConfig
-from engine.tokenizer import copy_tokenizer_files
+from engine.tokenizer import Tokenizer
 from engine.training.lora import LoRALinear, is_lora_param, merge_lora_weight
 from engine.training.parallel import DistContext
 
@@ -99,6 +99,36 @@ def load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimiz
     return json.loads((path / "trainer_state.json").read_text())
 
 
+class Checkpointer:
+    """One run's checkpoints/ folder: when to save, save (keeping the newest `keep`), find the
+    latest, load it. All ranks call save and load."""
+
+    def __init__(self, root: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
+                 ctx: DistContext, *, every: int, keep: int, stop_at: int | None):
+        self.root, self.model, self.optimizer, self.ctx = root, model, optimizer, ctx
+        self.every, self.keep, self.stop_at = every, keep, stop_at
+        self.last: Path | None = None          # newest complete checkpoint, once known
+
+    def latest(self) -> Path | None:
+        found = list_checkpoints(self.root)
+        return found[-1] if found else None
+
+    def due(self, step: int) -> bool:
+        """Whether step (1-based, just done) ends with a checkpoint: every `every` steps, and
+        at stop_at (an interrupted invocation must leave something to resume from)."""
+        return bool(self.every and step % self.every == 0) or step == self.stop_at
+
+    def save(self, step: int, trainer_state: dict) -> Path:
+        self.last = save_checkpoint(self.root, step, self.model, self.optimizer, trainer_state,
+                                    self.ctx, self.keep)
+        return self.last
+
+    def load_latest(self) -> dict:
+        """Restore the newest checkpoint; returns its trainer state."""
+        self.last = self.latest()
+        return load_checkpoint(self.last, self.model, self.optimizer, self.ctx)
+
+
 @torch.no_grad()
 def gather_full_state_dict(lm: nn.Module, ctx: DistContext, dtype: torch.dtype
                            ) -> dict[str, torch.Tensor] | None:
@@ -127,17 +157,16 @@ def gather_full_state_dict(lm: nn.Module, ctx: DistContext, dtype: torch.dtype
 
 def export_hf_model(lm: nn.Module, model_cfg: ModelConfig, source_dir: Path, out_dir: Path,
                     ctx: DistContext, dtype: torch.dtype) -> None:
-    """Write the trained model in HF layout (config, safetensors, generation config,
-    tokenizer files copied from the source) to out_dir; all ranks call this."""
+    """Write the trained model in HF layout to out_dir through save_state_dict (the path
+    save_pretrained takes), with the source's tokenizer and generation config; all ranks call
+    this. The directory appears whole: it is written as out_dir.tmp and renamed."""
     state = gather_full_state_dict(lm, ctx, dtype)
     if ctx.is_main:
         tmp = out_dir.with_name(out_dir.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
-        save_state_dict(state, model_cfg, tmp)
         gen = source_dir / "generation_config.json"
-        if gen.is_file():
-            shutil.copy2(gen, tmp / gen.name)
-        copy_tokenizer_files(source_dir, tmp)
+        save_state_dict(state, model_cfg, tmp, tokenizer=Tokenizer.from_pretrained(source_dir),
+                        generation_config=json.loads(gen.read_text()) if gen.is_file() else None)
         shutil.rmtree(out_dir, ignore_errors=True)
         tmp.rename(out_dir)
     ctx.barrier()

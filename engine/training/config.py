@@ -62,6 +62,9 @@ class TrainHyperparams:
     keep_checkpoints: int = setting(2, "checkpoints kept on disk", ge=1)
     export_dtype: str = setting("auto", "dtype of the exported model; auto: the source's "
                                 "torch_dtype", choices=DTYPE_NAMES)
+    # --- logging -------------------------------------------------------------------------
+    log_every: int = setting(10, "steps between reads of loss and grad norm from the device "
+                             "(one host sync each)", ge=1, mutable=True)
 
 
 @dataclass
@@ -81,6 +84,12 @@ class TrainConfig(TrainHyperparams):
     resume: bool = setting(False, "continue from the latest complete checkpoint", mutable=True)
     export: bool = setting(True, "write the HF-layout model to output/model")
     progress: bool = setting(True, "tqdm bar on rank 0", mutable=True)
+    overwrite: bool = setting(False, "replace a finished run (or checkpoints) in output; wins over "
+                              "resume", mutable=True)
+    tracker: str = setting("none", "experiment tracker for per-step loss, lr, grad norm, tokens/s, MFU",
+                           choices=("none", "tensorboard", "wandb"), mutable=True)
+    cpu_threads: int = setting(0, "torch threads on CPU; 0: $OMP_NUM_THREADS if set, else 1", ge=0,
+                               mutable=True)
 
     def __post_init__(self):
         # in-process callers may pass paths, and a single data file on its own

@@ -59,12 +59,13 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
         group["lr"] = lr
 
 
-def clip_grad_norm(model: nn.Module, max_norm: float) -> float:
-    """Clip the sharded gradients by their global L2 norm and return that norm (a float, the
-    same on every rank). max_norm = 0 only measures."""
+def clip_grad_norm(model: nn.Module, max_norm: float) -> torch.Tensor:
+    """Clip the sharded gradients by their global L2 norm and return that norm: an fp32 0-d
+    tensor on the device, the same on every rank, not read back (no host sync).
+    max_norm = 0 only measures."""
     params = [p for p in model.parameters() if p.grad is not None]
     norm = torch.nn.utils.clip_grad_norm_(params, max_norm if max_norm > 0 else float("inf"),
                                           foreach=True)
     if hasattr(norm, "full_tensor"):       # DTensor: the reduction over shards happens here
         norm = norm.full_tensor()
-    return float(norm)
+    return norm.detach()
