@@ -225,7 +225,7 @@ PAIR_CASES = [
 def test_reference_pair_filter_takes_the_release_decisions(name, instruction, task_input,
                                                            expected, cite):
     assert filter_pair(instruction, task_input, "Any answer.", rules="reference") == expected, cite
-    assert filter_pair(instruction, task_input, "Any answer.", rules="none") is None
+    assert filter_pair(instruction, task_input, "Any answer.", rules="engine") is None
 
 
 def test_enough_hand_written_cases_and_every_rule_keeps_and_drops():
@@ -280,4 +280,4 @@ def test_bad_switch_values_are_one_clear_error():
     with pytest.raises(ValueError, match="response rules"):
         filter_response("p", "r", rules="alpaca")
     with pytest.raises(ValueError, match="pair rules"):
-        filter_pair("i", "", "r", rules="engine")
+        filter_pair("i", "", "r", rules="none")

@@ -8,15 +8,15 @@ The release runs these after answering, in the same pass as its output rules
   input_in_instruction  a non-blank input that is a substring of the instruction (:81-91)
 
 The engine runs narrower forms of both at the prompt stage, before any answer is paid for
-(synthesis.has_noinput_leak, has_placeholder, input_repeats_instruction), so its
-`response.pair_rules` is "none".
+(synthesis.has_noinput_leak, has_placeholder, input_repeats_instruction), so under
+`response.pair_rules = "engine"` nothing more runs after answering.
 """
 
 from __future__ import annotations
 
 import re
 
-PAIR_RULES = ("reference", "none")
+PAIR_RULES = ("reference", "engine")
 _RELEASE_INPUT_RE = re.compile(r"(?i)noinput|no input|<.{1,20}>|none")    # step_2_1:51
 
 
@@ -24,14 +24,15 @@ def filter_pair(instruction: str, input: str, response: str,
                 rules: str = "reference") -> str | None:
     """Why the answered pair is dropped ("noinput_pattern" | "input_in_instruction"), or None.
 
-    rules="reference": the release's pair rules, in its order. rules="none": keep every pair.
+    rules="reference": the release's pair rules, in its order. rules="engine": keep every pair
+    (the engine's narrower forms ran on the prompt, before answering).
     The release's pair rules read only the instruction and the input; `response` is taken
     because they run on the answered pair (its output rules are
     response_filters.filter_response(rules="reference")).
     """
     if rules not in PAIR_RULES:
         raise ValueError(f"pair rules must be one of {PAIR_RULES}, got {rules!r}")
-    if rules == "none":
+    if rules == "engine":
         return None
     if _RELEASE_INPUT_RE.search(input) or _RELEASE_INPUT_RE.search(instruction):
         return "noinput_pattern"

@@ -184,10 +184,20 @@ _RELEASE_OUTPUT_PATTERNS = (
     ("enumeration", r"(?:\b[A-Ea-e]\.|\([A-Ea-e]\))"),                             # :43
     ("cjk", r"[\u4e00-\u9fff]+"),                                                  # :44
 )
+
+
+def _found_in_response(pattern: str) -> Callable[[str, str], bool]:
+    compiled = re.compile(pattern)
+    return lambda prompt, response: bool(compiled.search(response))
+
+
+def _is_empty_string(prompt: str, response: str) -> bool:
+    return response == ""                       # step_2_1:20; whitespace-only is kept
+
+
 REFERENCE_RESPONSE_FILTERS: tuple[tuple[str, Callable[[str, str], bool]], ...] = tuple(
-    (name, lambda prompt, response, _p=re.compile(pattern): bool(_p.search(response)))
-    for name, pattern in _RELEASE_OUTPUT_PATTERNS
-) + (("empty", lambda prompt, response: response == ""),)                     # :16-25
+    (name, _found_in_response(pattern)) for name, pattern in _RELEASE_OUTPUT_PATTERNS
+) + (("empty", _is_empty_string),)
 
 
 def filter_response(prompt: str, response: str, rules: str = "engine") -> str | None:
