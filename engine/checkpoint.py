@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 
+from engine.files import file_mode
 from engine.config import ModelConfig
 from engine.model import CausalLM
 
@@ -157,7 +158,9 @@ def save_state_dict(state: dict[str, torch.Tensor], cfg: ModelConfig, out_dir: s
         # weights of an earlier save in the other layout (single vs sharded) must not linger
         for stale in [*out.glob("model*.safetensors"), out / INDEX_NAME]:
             stale.unlink(missing_ok=True)
+        mode = file_mode()   # as a plain open() would: readable by a team, unlike 0600
         for f in Path(tmp).iterdir():
+            os.chmod(f, mode)
             os.replace(f, out / f.name)
 
 

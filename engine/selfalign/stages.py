@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from engine.files import replace_dir
 from engine.selfalign.judging import (KINDS_BY_LEVEL, deciding_scores, lowest_score, request_seed,
                                       score_pairs)
 from engine.selfalign.progress import stage_bar
@@ -361,11 +362,7 @@ def finetune(ctx: IterationContext, start_dir: Path) -> dict:
                       device=ctx.cfg.run.device, progress=False, **hyperparams_of(t))
     result = train(cfg)
     if ctx.run.is_writer:   # one copy of the model: the export moves into place
-        tmp = model_dir.with_name(model_dir.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.move(result.model_dir, tmp)
-        shutil.rmtree(model_dir, ignore_errors=True)
-        tmp.rename(model_dir)
+        replace_dir(result.model_dir, model_dir)
     ctx.barrier()
     losses = list(result.losses)
     return {"examples": n, "trained": True, "start": str(start_dir), "steps": len(losses),
@@ -377,5 +374,4 @@ def _copy_model(src: Path, dst: Path) -> None:
     tmp = dst.with_name(dst.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(src, tmp, ignore=shutil.ignore_patterns("checkpoints", "*.jsonl"))
-    shutil.rmtree(dst, ignore_errors=True)
-    tmp.rename(dst)
+    replace_dir(tmp, dst)

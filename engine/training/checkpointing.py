@@ -25,6 +25,7 @@ from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model
 from torch.distributed.tensor import DTensor
 
 from engine.checkpoint import save_state_dict
+from engine.files import replace_dir
 from engine.config import ModelConfig
 from engine.tokenizer import Tokenizer
 from engine.training.lora import LoRALinear, is_lora_param, merge_lora_weight
@@ -167,6 +168,5 @@ def export_hf_model(lm: nn.Module, model_cfg: ModelConfig, source_dir: Path, out
         gen = source_dir / "generation_config.json"
         save_state_dict(state, model_cfg, tmp, tokenizer=Tokenizer.from_pretrained(source_dir),
                         generation_config=json.loads(gen.read_text()) if gen.is_file() else None)
-        shutil.rmtree(out_dir, ignore_errors=True)
-        tmp.rename(out_dir)
+        replace_dir(tmp, out_dir)
     ctx.barrier()
