@@ -13,7 +13,6 @@ import json
 import os
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 from engine.files import atomic_write_json, atomic_write_text  # noqa: F401 (re-exported)
 from engine.jsonl import json_records
