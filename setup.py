@@ -28,6 +28,7 @@ setup(
         "flash": ["flash-attn"],
         "tensorboard": ["tensorboard"],   # tracker = "tensorboard"
         "wandb": ["wandb"],               # tracker = "wandb"
-        "test": ["pytest", "hypothesis", "transformers>=4.45", "rouge-score", "nltk"],
+        "test": ["pytest", "hypothesis", "transformers>=4.45", "rouge-score", "nltk", "tensorboard",
+                 "wandb"],
     },
 )

@@ -235,3 +235,18 @@ def test_both_scorings_run_and_the_sampled_one_decides(world, tmp_path):
     counts = json.loads((run_dir / "manifest.json").read_text())["iterations"]["1"]["stages"]
     assert counts["model"]["counts"]["trained"] is False   # nothing to train on: M_1 = M_0
     assert "Sampled-and-parsed versus log-prob scoring" in (run_dir / "report.md").read_text()
+
+
+def test_tensorboard_tracker_holds_the_iteration_counts(world, tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run_dir = tmp_path / "run"
+    run_isheep(_cfg(world, run_dir, ["eval.enabled=false", "run.tracker=tensorboard"]))
+    counts = json.loads((run_dir / "manifest.json").read_text())["iterations"]["1"]["stages"]
+    acc = EventAccumulator(str(run_dir / "tensorboard"))
+    acc.Reload()
+    for key in ("counts/assessed/kept", "counts/train_data/examples", "counts/responses/answers"):
+        stage, name = key.split("/")[1:]
+        events = acc.Scalars(key)
+        assert [(e.step, e.value) for e in events] == [(1, counts[stage]["counts"][name])], key

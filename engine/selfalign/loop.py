@@ -121,6 +121,9 @@ def run_arm(cfg: IsheepConfig, rank: int, main: RunDirectory | None = None) -> R
         record_invocation(cfg, run)
     barrier()
     handler = _log_to_run_dir(run) if rank == 0 else None
+    from engine.tracking import make_tracker
+    tracker = make_tracker(cfg.run.tracker, run.root / cfg.run.tracker, enabled=rank == 0,
+                           run_name=cfg.run.name, config=cfg.flat())
     base_dir = Path(cfg.run.model)
     pool = ModelPool(cfg)
     log.info("I-SHEEP run %s: %d iterations, base model %s", run.root, cfg.run.iterations, base_dir)
@@ -144,6 +147,7 @@ def run_arm(cfg: IsheepConfig, rank: int, main: RunDirectory | None = None) -> R
             _stage(run, it, "model", lambda: stages.finetune(ctx, start))
             model_dir = run.model_dir(it)
             _measure_stages(ctx, model_dir, previous)
+            tracker.log(iteration_figures(run, it), step=it)
             if rank == 0:
                 from engine.selfalign.report import write_report
                 write_report(cfg, run)
@@ -151,6 +155,7 @@ def run_arm(cfg: IsheepConfig, rank: int, main: RunDirectory | None = None) -> R
             previous = model_dir
     finally:
         pool.release()
+        tracker.close()
         if handler is not None:
             logging.getLogger("sheep").removeHandler(handler)
             handler.close()
@@ -182,6 +187,24 @@ def _measure_stages(ctx: stages.IterationContext, model_dir: Path, previous: Pat
             measures.write_eval_part(run, it, key, result)
             return _headline(result)
         _stage(run, it, stage, job)
+
+
+def iteration_figures(run: RunDirectory, it: int) -> dict[str, float]:
+    """Every number of an iteration's counts and eval.json, flattened as "stage/key" (for a
+    tracker)."""
+    out: dict[str, float] = {}
+
+    def walk(prefix: str, value) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(f"{prefix}/{k}", v)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[prefix] = float(value)
+
+    for stage, counts in run.all_counts().get(it, {}).items():
+        walk(f"counts/{stage}", {k: v for k, v in counts.items() if k != "losses"})
+    walk("eval", measures.read_eval(run, it))
+    return out
 
 
 def _headline(result: dict) -> dict:
