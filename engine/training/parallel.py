@@ -14,8 +14,6 @@ I-SHEEP loop under torchrun) is used as is and left open.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +28,7 @@ from torch.utils.checkpoint import checkpoint
 
 from engine.checkpoint import CheckpointError, checkpoint_files
 from engine.config import ModelConfig
+from engine.distributed import close_process_group, init_process_group
 from engine.model import CausalLM
 from engine.training.config import ConfigError
 from engine.training.lora import apply_lora, is_lora_param, lora_initial_value
@@ -45,7 +44,6 @@ class DistContext:
     device: torch.device
     mesh: DeviceMesh
     owns_group: bool             # we started the process group, so we end it
-    store_dir: str | None = None
 
     @property
     def is_main(self) -> bool:
@@ -59,10 +57,8 @@ class DistContext:
         return t
 
     def close(self) -> None:
-        if self.owns_group and dist.is_initialized():
-            dist.destroy_process_group()
-        if self.store_dir:
-            shutil.rmtree(self.store_dir, ignore_errors=True)
+        if self.owns_group:
+            close_process_group()
 
 
 def init_distributed(device: str = "auto") -> DistContext:
@@ -70,19 +66,8 @@ def init_distributed(device: str = "auto") -> DistContext:
     use_cuda = torch.cuda.is_available() if device == "auto" else device == "cuda"
     if use_cuda and not torch.cuda.is_available():
         raise ConfigError("setting 'device' = 'cuda' but CUDA is not available")
-    backend = "cpu:gloo,cuda:nccl" if use_cuda else "gloo"
-    owns, store_dir = False, None
-    if not dist.is_initialized():
-        owns = True
-        if "WORLD_SIZE" in os.environ and "MASTER_ADDR" in os.environ:   # torchrun
-            if use_cuda:
-                torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
-            dist.init_process_group(backend)
-        else:
-            store_dir = tempfile.mkdtemp(prefix="sheep-pg-")
-            store = dist.FileStore(os.path.join(store_dir, "store"), 1)
-            dist.init_process_group(backend, store=store, rank=0, world_size=1)
-    rank, world = dist.get_rank(), dist.get_world_size()
+    owns = not dist.is_initialized()     # the loop's group (or a caller's) is used as is
+    rank, world = init_process_group("cuda" if use_cuda else "cpu", world_of_one=True)
     if use_cuda:
         local_rank = int(os.environ.get("LOCAL_RANK", rank % torch.cuda.device_count()))
         torch.cuda.set_device(local_rank)
@@ -90,7 +75,7 @@ def init_distributed(device: str = "auto") -> DistContext:
     else:
         dev = torch.device("cpu")
     mesh = init_device_mesh(dev.type, (world,), mesh_dim_names=("fsdp",))
-    return DistContext(rank, world, dev, mesh, owns, store_dir)
+    return DistContext(rank, world, dev, mesh, owns)
 
 
 def checkpoint_activations(block: nn.Module) -> None:
