@@ -21,6 +21,7 @@ setup(
         "matplotlib",
         "langdetect",
         "tomli; python_version < '3.11'",
+        "tomli-w",
     ],
     extras_require={
         "flash": ["flash-attn"],

@@ -13,30 +13,6 @@ class ConfigError(ValueError):
     """A config.json that this engine cannot run; the message names the file and field."""
 
 
-def tomllib():
-    """The TOML reader: the standard library's from Python 3.11, the tomli package before."""
-    try:
-        import tomllib as lib
-    except ImportError:            # Python 3.10
-        try:
-            import tomli as lib
-        except ImportError:
-            raise ConfigError("reading TOML needs Python >= 3.11 or the tomli package") from None
-    return lib
-
-
-def read_toml(path: str | Path, error: type[Exception] = ConfigError) -> dict:
-    """A TOML file as a dict; a missing file or a syntax error raises `error` naming it."""
-    p = Path(path)
-    if not p.is_file():
-        raise error(f"config file {p} does not exist")
-    lib = tomllib()
-    try:
-        return lib.loads(p.read_text())
-    except lib.TOMLDecodeError as e:
-        raise error(f"{p}: invalid TOML ({e})") from None
-
-
 @dataclass
 class ModelConfig:
     model_type: str

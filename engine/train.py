@@ -28,7 +28,7 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     args = p.parse_args(argv)
     cfg = TrainConfig()
     if args.config:
-        cfg = apply_overrides(cfg, load_toml(args.config))
+        cfg = apply_overrides(cfg, load_toml(args.config), source=args.config)
     named = {k: v for k, v in (("model", args.model), ("data", args.data), ("output", args.output))
              if v is not None}
     cfg = apply_overrides(cfg, named)

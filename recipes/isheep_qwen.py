@@ -1,11 +1,13 @@
 """I-SHEEP: iterative self-alignment of a base model, end to end.
 
-    torchrun recipes/isheep_qwen.py                              # tiny random model, CPU, minutes
-    torchrun --nproc_per_node 8 recipes/isheep_qwen.py --config recipes/configs/qwen2.5-0.5b.toml \
+    torchrun recipes/isheep_qwen.py                       # the toy world, CPU, a few minutes
+    torchrun --nproc_per_node 8 recipes/isheep_qwen.py --config recipes/configs/qwen2.5-0.5b.toml \\
         --model /path/to/Qwen2.5-0.5B
-    ... [section.key=value ...]                                    # any setting, e.g. assessment.threshold=7
+    ... [section.key=value ...]                             # any setting, e.g. assessment.threshold=7
 
-A killed run resumes where it stopped when started again with the same --run-dir.
+A killed or interrupted run resumes where it stopped when started again with the same
+command (same --run-dir). Paths in a config file are relative to that file; paths on the
+command line are relative to the current directory.
 """
 from __future__ import annotations
 
@@ -18,36 +20,57 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))   # runnable from a checkout without installing
 
-from engine.selfalign.loop import run_isheep  # noqa: E402
-from engine.selfalign.settings import SettingsError, load_config  # noqa: E402
-
-DEFAULT_CONFIG = ROOT / "recipes" / "configs" / "tiny.toml"
+CONFIGS = ROOT / "recipes" / "configs"
+DEFAULT_CONFIG = CONFIGS / "world_default.toml"
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--config", default=str(DEFAULT_CONFIG), help="TOML settings (default: tiny.toml)")
+def _epilog() -> str:
+    from engine.selfalign.settings import settings_help
+
+    shipped = "\n".join(f"  {p.relative_to(ROOT)}" for p in sorted(CONFIGS.glob("*.toml")))
+    return (f"shipped configs (default {DEFAULT_CONFIG.relative_to(ROOT)}):\n{shipped}\n\n"
+            "settings (section.key = default  meaning):\n" + settings_help())
+
+
+def parse_args(argv: list[str] | None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_epilog())
+    p.add_argument("--config", default=str(DEFAULT_CONFIG), help="TOML settings")
     p.add_argument("--model", help="HF checkpoint directory of the base model (run.model)")
     p.add_argument("--run-dir", help="where the run lives (run.run_dir); default runs/<name>")
     p.add_argument("--iterations", type=int, help="number of iterations (run.iterations)")
     p.add_argument("overrides", nargs="*", help="section.key=value settings")
-    args = p.parse_args(argv)
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     overrides = list(args.overrides)
-    if args.model:
-        overrides.append(f"run.model={args.model}")
-    if args.run_dir:
-        overrides.append(f"run.run_dir={args.run_dir}")
-    if args.iterations is not None:
-        overrides.append(f"run.iterations={args.iterations}")
-    try:
-        cfg = load_config(args.config, overrides)
-    except SettingsError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    for flag, key in ((args.model, "run.model"), (args.run_dir, "run.run_dir"),
+                      (args.iterations, "run.iterations")):
+        if flag is not None:
+            overrides.append(f"{key}={flag}")
     rank = int(os.environ.get("RANK", "0"))
     logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING,
                         format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    run = run_isheep(cfg)
+    from engine.errors import USER_ERRORS
+    from engine.selfalign.settings import load_config
+
+    run = None
+    try:
+        cfg = load_config(args.config, overrides)      # every setting checked before any work
+        from engine.selfalign.loop import run_isheep
+        run = run_isheep(cfg)
+    except USER_ERRORS as e:
+        if rank == 0:
+            print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        if rank == 0:
+            from engine.selfalign.loop import current_stage
+            print(f"interrupted during {current_stage()}; run the same command again to resume",
+                  file=sys.stderr)
+        return 130
     if rank == 0:
         print(f"run directory: {run.root}\nreport: {run.root / 'report.md'}")
     return 0

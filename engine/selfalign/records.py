@@ -105,9 +105,20 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
     return [record for _, record in json_records(path, RecordFormatError, torn_tail_ok=True)]
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write text to a temporary file in the same folder, fsync, then rename over path.
+    The file gets the mode a plain open() would give it (0666 less the umask), not
+    mkstemp's 0600, so teammates on a shared filesystem can read the run."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.chmod(tmp, 0o666 & ~_umask())
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
@@ -137,12 +148,12 @@ def _fsync_dir(directory: Path) -> None:
 
 def atomic_write_jsonl(path: str | os.PathLike, records: Iterable[dict]) -> None:
     """Write all records to a temporary file in the same folder, then rename over path."""
-    _atomic_write_text(Path(path), "".join(_dump_line(r) for r in records))
+    atomic_write_text(path, "".join(_dump_line(r) for r in records))
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     """Write one JSON document (indented) atomically: temporary file, fsync, rename."""
-    _atomic_write_text(Path(path), json.dumps(obj, ensure_ascii=False, indent=2) + "\n")
+    atomic_write_text(path, json.dumps(obj, ensure_ascii=False, indent=2) + "\n")
 
 
 def index_by_id(records: Iterable[dict], source: str = "records") -> dict[str, dict]:

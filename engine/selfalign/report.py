@@ -1,54 +1,26 @@
-"""report.md and plots/*.png for a run directory, rewritten after every iteration."""
+"""report.md and plots/*.png for a run directory, rewritten after every iteration.
+
+The report opens with a plain summary (what ran, what changed from M_0 to M_n, what not to
+over-read), then defines every number where it appears. Extensions add their own summary
+lines and section; control arms (run.controls) are read from run_dir/controls/<arm>.
+"""
 from __future__ import annotations
 
-import json
+import math
 from pathlib import Path
 
-from engine.selfalign.records import read_jsonl
+from engine.selfalign.measures import read_eval
+from engine.selfalign.records import atomic_write_text, read_jsonl
 from engine.selfalign.run_directory import RunDirectory
 from engine.selfalign.settings import IsheepConfig
 
-EVAL_KEYS = ("prompt_level_strict_acc", "inst_level_strict_acc", "prompt_level_loose_acc",
-             "inst_level_loose_acc", "win_rate")
-
-
-STAGE_ORDER = ("prompts", "responses", "assessed", "train_data", "model", "eval", "world")
-
-
-def _world_section(world: dict) -> list[str]:
-    """The toy world's checker verdicts: is M_i better, and did filtering pick right answers?"""
-    lines = ["## Toy world: what the checker says", "",
-             "Held-out accuracy is greedy answers to held-out tasks; judge accuracy is how often "
-             "'score > threshold' matches the checker on one right and one wrong answer per task "
-             "(AUC: P(score of a right answer > score of a wrong one)), with M_i judging; AUC on own "
-             "pairs is the same for the iteration's judge on the answers it actually graded; kept / "
-             "answered correct is the share of the iteration's kept training pairs / of all its "
-             "answers that are right.", "",
-             "| model | held-out accuracy | judge accuracy | judge AUC | AUC on own pairs "
-             "| kept correct | answered correct | lift from filtering |",
-             "|---|---|---|---|---|---|---|---|"]
-    for it, w in world.items():
-        data = w.get("data", {})
-        kept, answered = data.get("kept", {}), data.get("answered", {})
-        lines.append(f"| M_{it} | {_fmt(w['heldout'].get('overall'))} | {_fmt(w['judge'].get('accuracy'))} "
-                     f"| {_fmt(w['judge'].get('auc'))} "
-                     f"| {_fmt(data.get('judge_on_pairs', {}).get('auc'))} | {_fmt(kept.get('correct_share'))} "
-                     f"| {_fmt(answered.get('correct_share'))} | {_fmt(data.get('lift'))} |")
-    families = sorted({f for w in world.values() for f in w["heldout"] if f != "overall"})
-    lines += ["", "Held-out accuracy per family:", "",
-              "| model | " + " | ".join(families) + " |", "|---" * (len(families) + 1) + "|"]
-    for it, w in world.items():
-        lines.append(f"| M_{it} | " + " | ".join(_fmt(w["heldout"].get(f)) for f in families) + " |")
-    return lines + [""]
+IFEVAL_KEYS = ("prompt_level_strict_acc", "inst_level_strict_acc", "prompt_level_loose_acc",
+               "inst_level_loose_acc", "win_rate")
+STAGE_ORDER = ("prompts", "responses", "assessed", "train_data", "model", "eval")
 
 
 def _iterations(run: RunDirectory) -> list[int]:
-    return [i for i in sorted(run.all_counts()) if i > 0]
-
-
-def _read_eval(run: RunDirectory, it: int) -> dict | None:
-    path = run.root / "base_eval.json" if it == 0 else run.path(it, "eval.json")
-    return json.loads(path.read_text()) if path.is_file() else None
+    return [i for i in sorted(run.all_counts()) if i > 0 and run.stage_done(i, "model")]
 
 
 def _assessed(run: RunDirectory, it: int) -> list[dict]:
@@ -56,93 +28,18 @@ def _assessed(run: RunDirectory, it: int) -> list[dict]:
     return read_jsonl(path) if path.is_file() else []
 
 
-def write_report(cfg: IsheepConfig, run: RunDirectory) -> Path:
-    plots = run.root / "plots"
-    plots.mkdir(exist_ok=True)
-    iters = _iterations(run)
-    counts = run.all_counts()
-    lines = [f"# I-SHEEP run `{cfg.run.name}`", ""]
-    if cfg.run.random_model_note:
-        lines += ["> **The model in this run is a tiny random model.** It writes noise, so its "
-                  "filters were relaxed and its numbers say nothing about I-SHEEP; the run shows "
-                  "that every stage works end to end.", ""]
-    lines += [f"Base model: `{cfg.run.model or 'tiny random preset'}`; judge: {cfg.assessment.judge}; "
-              f"assessment: {cfg.assessment.level} ({cfg.assessment.mode}), threshold > "
-              f"{cfg.assessment.threshold}; training: {cfg.training.method} from "
-              f"{cfg.training.start_from} on {cfg.training.data} data.", ""]
-
-    lines += ["## Data through every filter", "",
-              "| iteration | meta-prompts | parsed | dropped by filters | dropped as similar | prompts kept "
-              "| answers kept | pairs kept by judge | train examples |",
-              "|---|---|---|---|---|---|---|---|---|"]
-    for it in iters:
-        c = counts[it]
-        p, r, a, t = (c.get(k, {}) for k in ("prompts", "responses", "assessed", "train_data"))
-        drops = dict(p.get("dropped", {}))
-        similar = drops.pop("similar", 0)
-        lines.append(f"| {it} | {p.get('meta_prompts', '')} | {p.get('parsed', '')} | {sum(drops.values())} "
-                     f"| {similar} | {p.get('kept', '')} | {r.get('kept', '')} | {a.get('kept', '')} "
-                     f"| {t.get('examples', '')} |")
-    lines.append("")
-    for it in iters:
-        for stage, c in counts[it].items():
-            if c.get("dropped"):
-                lines.append(f"- iteration {it}, {stage} drops: " +
-                             ", ".join(f"{k} {v}" for k, v in sorted(c["dropped"].items())))
-    lines.append("")
-
-    compare = [(it, counts[it]["assessed"]) for it in iters
-               if "kept_logprob" in counts[it].get("assessed", {})]
-    if compare:
-        lines += ["## Sampled-and-parsed versus log-prob scoring", "",
-                  "| iteration | pairs | kept (sampled) | kept (log-prob) | decisions agree | unparsed scores |",
-                  "|---|---|---|---|---|---|"]
-        lines += [f"| {it} | {c['pairs']} | {c['kept']} | {c['kept_logprob']} | {c['agree']} "
-                  f"| {c.get('unparsed', 0)} |" for it, c in compare]
-        lines.append("")
-
-    lines += ["## Training", "", "| iteration | examples | trained | steps | first loss | final loss |",
-              "|---|---|---|---|---|---|"]
-    for it in iters:
-        m = counts[it].get("model", {})
-        lines.append(f"| {it} | {m.get('examples', '')} | {m.get('trained', '')} | {m.get('steps', '')} "
-                     f"| {_fmt(m.get('first_loss'))} | {_fmt(m.get('final_loss'))} |")
-    lines.append("")
-
-    evals = {it: _read_eval(run, it) for it in [0] + iters}
-    evals = {k: v for k, v in evals.items() if v}
-    if evals:
-        lines += ["## Evaluation", "", "Iteration 0 is the base model M_0; the win rate is M_i "
-                  "against M_{i-1}, judged in both orders by M_0.", "",
-                  "| model | " + " | ".join(EVAL_KEYS) + " |", "|---" * (len(EVAL_KEYS) + 1) + "|"]
-        for it, m in evals.items():
-            cells = [_fmt(m.get(k)) + (f" ± {_fmt(m['win_rate_se'])}" if k == "win_rate" and "win_rate_se" in m
-                                       else "") for k in EVAL_KEYS]
-            lines.append(f"| M_{it} | " + " | ".join(cells) + " |")
-        lines.append("")
-
-    world = {it: counts.get(it, {}).get("world") for it in [0] + iters}
-    world = {k: v for k, v in world.items() if v}
-    if world:
-        lines += _world_section(world)
-
-    seconds = run.stage_seconds()
-    lines += ["## Wall time per stage (seconds)", ""]
-    present = {s for it in seconds for s in seconds[it]}
-    stage_names = [s for s in STAGE_ORDER if s in present] + sorted(present - set(STAGE_ORDER))
-    lines += ["| iteration | " + " | ".join(stage_names) + " |", "|---" * (len(stage_names) + 1) + "|"]
-    for it in sorted(seconds):
-        lines.append(f"| {it} | " + " | ".join(_fmt(seconds[it].get(s), 1) for s in stage_names) + " |")
-    lines.append("")
-
-    images = _plot(run, iters, counts, evals, plots)
-    if images:
-        lines += ["## Plots", ""] + [f"![{name}](plots/{name})" for name in images] + [""]
-    path = run.root / "report.md"
-    tmp = path.with_name("report.md.tmp")
-    tmp.write_text("\n".join(lines))
-    tmp.replace(path)
-    return path
+def arm_results(cfg: IsheepConfig, run: RunDirectory, key: str) -> dict[str, dict[int, dict]]:
+    """eval.json[key] by arm ("main", then each control) and iteration (0 = M_0)."""
+    arms = {"main": run}
+    for name in cfg.run.controls:
+        path = run.root / "controls" / name
+        if (path / "manifest.json").is_file():
+            arms[name] = RunDirectory(path, is_writer=False)
+    out = {}
+    for name, arm in arms.items():
+        its = [0] + _iterations(arm)
+        out[name] = {it: read_eval(arm, it)[key] for it in its if key in read_eval(arm, it)}
+    return out
 
 
 def _fmt(v, digits: int = 3) -> str:
@@ -153,18 +50,175 @@ def _fmt(v, digits: int = 3) -> str:
     return str(v)
 
 
-def _plot(run: RunDirectory, iters: list[int], counts: dict, evals: dict, out: Path) -> list[str]:
+def _proportion_se(p: float, n: int) -> float:
+    return math.sqrt(max(p * (1 - p), 0.0) / n) if n else float("nan")
+
+
+def summary(cfg: IsheepConfig, run: RunDirectory, iters: list[int], counts: dict) -> list[str]:
+    """Three plain lines: what ran; what changed from M_0 to M_n; what not to over-read."""
+    n = iters[-1] if iters else 0
+    total_kept = sum(counts[i].get("train_data", {}).get("examples", 0) for i in iters)
+    ran = (f"**What ran:** {n} of {cfg.run.iterations} iteration(s) of I-SHEEP on "
+           f"`{cfg.run.model}` (profile {cfg.run.profile}); {total_kept} self-made training "
+           f"pairs kept in all; judge {cfg.assessment.judge}, keep scores > {cfg.assessment.threshold}"
+           + (f"; control arms: {', '.join(cfg.run.controls)}" if cfg.run.controls else "") + ".")
+    changes = []
+    for ext in cfg.extensions:
+        changes += ext.summary_lines(arm_results(cfg, run, ext.name))
+    base, last = read_eval(run, 0).get("ifeval"), read_eval(run, n).get("ifeval") if n else None
+    if base and last:
+        p0, p1 = base["prompt_level_strict_acc"], last["prompt_level_strict_acc"]
+        k = base.get("num_prompts") or cfg.eval.max_prompts or 0
+        se = f" (± {_fmt(_proportion_se(p1, k))} each)" if k else ""
+        changes.append(f"IFEval prompt-level strict accuracy {_fmt(p0)} -> {_fmt(p1)}{se}.")
+    if not changes:
+        changes.append("No measure ran on the models (eval and extensions are off).")
+    caveats = []
+    for i in iters:
+        r = counts[i].get("responses", {})
+        if r.get("answers") and r.get("truncated", 0) > r["answers"] / 2:
+            caveats.append(f"iteration {i}: {r['truncated']} of {r['answers']} answers hit the "
+                           "token limit")
+        a = counts[i].get("assessed", {})
+        if a.get("unparsed_pairs"):
+            caveats.append(f"iteration {i}: {a['unparsed_pairs']} of {a['pairs']} pairs had no "
+                           "parsable score and were dropped")
+        m = counts[i].get("model", {})
+        if m and not m.get("trained", True):
+            caveats.append(f"iteration {i}: too few pairs kept, the model was not trained")
+    last_ifeval = read_eval(run, n).get("ifeval", {}) if n else {}
+    if last_ifeval.get("judge_n") and last_ifeval.get("judge_ties") == last_ifeval["judge_n"]:
+        caveats.append(f"all {last_ifeval['judge_n']} pairwise judgements of M_{n} were ties")
+    if not caveats:
+        caveats.append("nothing flagged (no truncation majority, unparsed scores or skipped training)")
+    return [ran, "", "**What changed:** " + " ".join(changes), "",
+            "**Do not over-read:** " + "; ".join(caveats) + ".", ""]
+
+
+def write_report(cfg: IsheepConfig, run: RunDirectory) -> Path:
+    plots = run.root / "plots"
+    plots.mkdir(exist_ok=True)
+    iters = _iterations(run)
+    counts = run.all_counts()
+    lines = [f"# I-SHEEP run `{cfg.run.name}`", ""] + summary(cfg, run, iters, counts)
+    lines += [f"Settings: profile {cfg.run.profile}; base model `{cfg.run.model}`; judge "
+              f"{cfg.assessment.judge} ({cfg.assessment.judge_format}, {cfg.assessment.mode}); level "
+              f"{cfg.assessment.level}, keep scores strictly above {cfg.assessment.threshold} (set in "
+              f"{getattr(cfg, '_sources', {}).get('assessment.threshold', 'the defaults')}); "
+              f"training {cfg.training.method} from {cfg.training.start_from} on {cfg.training.data} "
+              f"data. All settings: `config.toml`.", ""]
+    lines += _funnel_table(iters, counts)
+    lines += _scoring_table(iters, counts)
+    lines += _training_table(iters, counts)
+    lines += _ifeval_table(run, iters)
+    for ext in cfg.extensions:
+        lines += ext.report_section(arm_results(cfg, run, ext.name), plots)
+    lines += _time_table(run)
+    images = _plot(cfg, run, iters, counts, plots)
+    if images:
+        lines += ["## Plots", ""] + [f"![{name}](plots/{name})" for name in images] + [""]
+    path = run.root / "report.md"
+    atomic_write_text(path, "\n".join(lines))
+    return path
+
+
+def _funnel_table(iters, counts) -> list[str]:
+    lines = ["## Data through every filter", "",
+             "Each column counts what survives the step before it: items parsed from the model's "
+             "task lists; prompts dropped by the heuristic filters (and extensions' filters) or as "
+             "too similar (ROUGE-L); novel prompts beyond `synthesis.num_prompts` (over cap, "
+             "unused); prompts kept; answers (prompts x `response.n`); answers passing the rule "
+             "filters; pairs the judge kept; pairs removed by the per-prompt cap; training examples.",
+             "",
+             "| iteration | parsed | dropped by filters | dropped as similar | over cap | prompts kept "
+             "| answers | answers kept | pairs kept by judge | over prompt cap | train examples |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for it in iters:
+        c = counts[it]
+        p, r, a, t = (c.get(k, {}) for k in ("prompts", "responses", "assessed", "train_data"))
+        drops = dict(p.get("dropped", {}))
+        similar = drops.pop("similar", 0)
+        lines.append(f"| {it} | {p.get('parsed', '')} | {sum(drops.values())} | {similar} "
+                     f"| {p.get('over_cap', '')} | {p.get('kept', '')} | {r.get('answers', r.get('prompts', ''))} "
+                     f"| {r.get('kept', '')} | {a.get('kept', '')} | {t.get('over_prompt_cap', '')} "
+                     f"| {t.get('examples', '')} |")
+    lines.append("")
+    for it in iters:
+        for stage, c in counts[it].items():
+            if isinstance(c, dict) and c.get("dropped"):
+                lines.append(f"- iteration {it}, {stage} drops: " +
+                             ", ".join(f"{k} {v}" for k, v in sorted(c["dropped"].items())))
+    return lines + [""]
+
+
+def _scoring_table(iters, counts) -> list[str]:
+    compare = [(it, counts[it]["assessed"]) for it in iters if "kept_logprob" in counts[it].get("assessed", {})]
+    if not compare:
+        return []
+    lines = ["## Sampled-and-parsed versus log-prob scoring", "",
+             "| iteration | pairs | kept (sampled) | kept (log-prob) | decisions agree | unparsed scores |",
+             "|---|---|---|---|---|---|"]
+    lines += [f"| {it} | {c['pairs']} | {c['kept']} | {c['kept_logprob']} | {c['agree']} "
+              f"| {c.get('unparsed', 0)} |" for it, c in compare]
+    return lines + [""]
+
+
+def _training_table(iters, counts) -> list[str]:
+    lines = ["## Training", "", "| iteration | examples | trained | start | steps | first loss | final loss |",
+             "|---|---|---|---|---|---|---|"]
+    for it in iters:
+        m = counts[it].get("model", {})
+        lines.append(f"| {it} | {m.get('examples', '')} | {m.get('trained', '')} "
+                     f"| {Path(m.get('start', '')).name if m.get('start') else ''} | {m.get('steps', '')} "
+                     f"| {_fmt(m.get('first_loss'))} | {_fmt(m.get('final_loss'))} |")
+    return lines + [""]
+
+
+def _ifeval_table(run, iters) -> list[str]:
+    evals = {it: read_eval(run, it).get("ifeval") for it in [0] + iters}
+    evals = {k: v for k, v in evals.items() if v}
+    if not evals:
+        return []
+    lines = ["## Evaluation", "", "Accuracies are shares of our IFEval-style prompts whose verifiable "
+             "instructions the greedy answer follows (prompt level: all of them; instruction level: "
+             "each); the win rate is M_i against M_{i-1}, judged in both orders by M_0, ties half, "
+             "± its standard error.", "",
+             "| model | " + " | ".join(IFEVAL_KEYS) + " |", "|---" * (len(IFEVAL_KEYS) + 1) + "|"]
+    for it, m in evals.items():
+        cells = [_fmt(m.get(k)) + (f" ± {_fmt(m['win_rate_se'])}" if k == "win_rate" and "win_rate_se" in m
+                                   else "") for k in IFEVAL_KEYS]
+        lines.append(f"| M_{it} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def _time_table(run) -> list[str]:
+    seconds = run.stage_seconds()
+    present = {s for it in seconds for s in seconds[it]}
+    names = [s for s in STAGE_ORDER if s in present] + sorted(present - set(STAGE_ORDER))
+    lines = ["## Wall time per stage (seconds)", "",
+             "| iteration | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    for it in sorted(seconds):
+        lines.append(f"| {it} | " + " | ".join(_fmt(seconds[it].get(s), 1) for s in names) + " |")
+    return lines + [""]
+
+
+def _plot(cfg, run: RunDirectory, iters: list[int], counts: dict, out: Path) -> list[str]:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     written = []
+    markers = "osv^dP*X"
     if iters:   # funnel: how much survives each stage
-        fig, ax = plt.subplots(figsize=(6, 3.5))
-        stages = [("prompts", "parsed"), ("prompts", "kept"), ("responses", "kept"), ("assessed", "kept")]
-        labels = ["parsed", "prompts kept", "answers kept", "pairs kept"]
-        for it in iters:
-            ax.plot(labels, [counts[it].get(s, {}).get(k, 0) for s, k in stages], marker="o", label=f"iter {it}")
+        fig, ax = plt.subplots(figsize=(6.5, 3.6))
+        stages = [("prompts", "parsed"), ("prompts", "kept"), ("responses", "kept"),
+                  ("assessed", "kept"), ("train_data", "examples")]
+        labels = ["parsed", "prompts kept", "answers kept", "pairs kept", "train examples"]
+        for k, it in enumerate(iters):
+            ax.plot(labels, [counts[it].get(s, {}).get(key, 0) for s, key in stages],
+                    marker=markers[k % len(markers)], label=f"iteration {it}")
+        ax.set_ylim(bottom=0)
         ax.set_ylabel("count")
         ax.set_title("Data through the filters")
         ax.legend()
@@ -174,18 +228,23 @@ def _plot(run: RunDirectory, iters: list[int], counts: dict, evals: dict, out: P
         written.append("funnel.png")
 
     scored = {it: _assessed(run, it) for it in iters}
-    if any(scored.values()):
-        fig, axes = plt.subplots(1, 2, figsize=(8, 3.2), sharey=True)
-        for ax, kind in zip(axes, ("quality", "following")):
+    kinds = [k for k in ("quality", "following") if any(
+        k in r.get("scores", r.get("logprob_scores", {})) for recs in scored.values() for r in recs)]
+    if kinds:
+        fig, axes = plt.subplots(1, len(kinds), figsize=(4.5 * len(kinds), 3.4), sharey=True, squeeze=False)
+        bins = [1 + x / 4 for x in range(0, 37)]       # quarter-point bins over 1..10
+        for ax, kind in zip(axes[0], kinds):
             for it, recs in scored.items():
                 vals = [r.get("scores", r.get("logprob_scores", {})).get(kind) for r in recs]
                 vals = [v for v in vals if v is not None]
                 if vals:
-                    ax.hist(vals, bins=[x + 0.5 for x in range(0, 11)], alpha=0.5, label=f"iter {it}")
+                    ax.hist(vals, bins=bins, alpha=0.5, label=f"iteration {it}")
+            ax.axvline(cfg.assessment.threshold, color="black", linestyle="--",
+                       label=f"threshold {cfg.assessment.threshold}")
             ax.set_title(f"{kind} scores")
-            ax.set_xlabel("score")
-        if axes[0].get_legend_handles_labels()[0]:
-            axes[0].legend()
+            ax.set_xlabel("score (kept: strictly above the threshold)")
+            ax.set_ylabel("pairs")
+        axes[0][0].legend(fontsize=7)
         fig.tight_layout()
         fig.savefig(out / "scores.png", dpi=90)
         plt.close(fig)
@@ -194,11 +253,13 @@ def _plot(run: RunDirectory, iters: list[int], counts: dict, evals: dict, out: P
     losses = {it: counts[it].get("model", {}).get("losses") for it in iters}
     if any(losses.values()):
         fig, ax = plt.subplots(figsize=(6, 3.2))
-        for it, ls in losses.items():
+        for k, (it, ls) in enumerate(losses.items()):
             if ls:
-                ax.plot(range(1, len(ls) + 1), ls, label=f"iter {it}")
-        ax.set_xlabel("step")
-        ax.set_ylabel("loss")
+                ax.plot(range(1, len(ls) + 1), ls, marker=markers[k % len(markers)], markersize=3,
+                        label=f"iteration {it}")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("optimizer step")
+        ax.set_ylabel("training loss (mean per token)")
         ax.set_title("Fine-tuning loss")
         ax.legend()
         fig.tight_layout()
@@ -206,41 +267,19 @@ def _plot(run: RunDirectory, iters: list[int], counts: dict, evals: dict, out: P
         plt.close(fig)
         written.append("loss.png")
 
-    world = {it: counts.get(it, {}).get("world") for it in sorted(counts)}
-    world = {k: v for k, v in world.items() if v}
-    if world:
-        fig, ax = plt.subplots(figsize=(6, 3.2))
-        xs = sorted(world)
-        ax.plot(xs, [world[i]["heldout"].get("overall") for i in xs], marker="o", label="held-out accuracy")
-        ax.plot(xs, [world[i]["judge"].get("accuracy") for i in xs], marker="s", label="judge accuracy")
-        data_x = [i for i in xs if world[i].get("data")]
-        if data_x:
-            ax.plot(data_x, [world[i]["data"]["kept"].get("correct_share") for i in data_x], marker="^",
-                    label="kept pairs correct")
-            ax.plot(data_x, [world[i]["data"]["answered"].get("correct_share") for i in data_x], marker="v",
-                    label="answered pairs correct")
-            judged_x = [i for i in data_x if world[i]["data"].get("judge_on_pairs")]
-            if judged_x:
-                ax.plot(judged_x, [world[i]["data"]["judge_on_pairs"].get("auc") for i in judged_x],
-                        marker="d", linestyle="--", label="judge AUC on its pairs")
-        ax.set_xlabel("iteration (0 = base model)")
-        ax.set_ylim(0, 1)
-        ax.set_title("Toy world")
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(out / "world.png", dpi=90)
-        plt.close(fig)
-        written.append("world.png")
-
+    evals = {it: read_eval(run, it).get("ifeval") for it in [0] + iters}
+    evals = {k: v for k, v in evals.items() if v}
     if evals:
         fig, ax = plt.subplots(figsize=(6, 3.2))
         xs = sorted(evals)
-        for key in EVAL_KEYS:
-            ys = [evals[i].get(key) for i in xs]
-            if any(y is not None for y in ys):
-                ax.plot([x for x, y in zip(xs, ys) if y is not None], [y for y in ys if y is not None],
-                        marker="o", label=key)
-        ax.set_xlabel("iteration (0 = base model)")
+        for k, key in enumerate(IFEVAL_KEYS):
+            pts = [(x, evals[x].get(key)) for x in xs if evals[x].get(key) is not None]
+            if pts:
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=markers[k % len(markers)], label=key)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("model M_i (0 = base model)")
+        ax.set_ylabel("share")
         ax.set_title("Evaluation")
         ax.legend(fontsize=7)
         fig.tight_layout()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -104,3 +105,24 @@ class RunDirectory:
 
     def read(self, iteration: int, name: str) -> list[dict]:
         return read_jsonl(self.path(iteration, name))
+
+    # --- deterministic faults, for the resume tests -----------------------------------------
+    def fault_point(self, iteration: int, name: str) -> None:
+        """Called after every chunk a generation stage saves. With SHEEP_FAULT set to
+        "<file>:<n>:<exit|sigint>" (e.g. "responses.jsonl:2:exit"), the n-th save of that
+        file in this process ends the process as a kill would (exit: no clean-up at all) or
+        as Ctrl-C would (sigint: KeyboardInterrupt). For tests; a fault at a known point
+        replaces a race against the wall clock."""
+        spec = os.environ.get("SHEEP_FAULT")
+        if not spec:
+            return
+        target, n, kind = spec.split(":")
+        if target != name:
+            return
+        self._fault_count = getattr(self, "_fault_count", 0) + 1
+        if self._fault_count == int(n):
+            if kind == "sigint":
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0)      # let the interpreter run the handler
+                raise KeyboardInterrupt
+            os._exit(137)

@@ -1,12 +1,11 @@
-"""The stages of one I-SHEEP iteration, each resumable from the run directory.
+"""The data stages of one I-SHEEP iteration, each resumable from the run directory.
 
-prompts -> responses -> assessed -> train data -> model -> eval. Every generation request
-gets a seed derived from (run seed, iteration, stage, record), so a resumed stage draws
-exactly what an uninterrupted one would have: nothing is lost, duplicated or different.
+prompts -> responses -> assessed -> train data -> model. Every generation request gets a
+seed derived from (run seed, iteration, stage, record), so a resumed stage draws exactly
+what an uninterrupted one would have: nothing is lost, duplicated or different.
 """
 from __future__ import annotations
 
-import hashlib
 import random
 import shutil
 from collections import Counter
@@ -14,25 +13,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from engine.selfalign.assessment_prompts import build_assessment_prompt, score_continuations
+from engine.selfalign.judging import (KINDS_BY_LEVEL, deciding_scores, lowest_score, request_seed,
+                                      score_pairs)
 from engine.selfalign.records import append_jsonl, atomic_write_jsonl, read_jsonl, record_id
 from engine.selfalign.response_filters import clean_response, filter_response
 from engine.selfalign.rouge import NoveltyFilter
 from engine.selfalign.run_directory import RunDirectory
-from engine.selfalign.scores import expected_score, parse_score
 from engine.selfalign.seeds import SeedTask, load_default_seeds, read_seed_tasks
 from engine.selfalign.selection import passes, select_training_data
 from engine.selfalign.settings import IsheepConfig
-from engine.selfalign.synthesis import ParsedTask, build_meta_prompt, filter_prompt, parse_generated_tasks
-
-KINDS_BY_LEVEL = {"none": (), "quality": ("quality",), "following": ("following",),
-                  "both": ("quality", "following")}
-
-
-def request_seed(*parts) -> int:
-    """A stable 31-bit seed from any parts (not Python's salted hash)."""
-    digest = hashlib.sha256("/".join(map(str, parts)).encode()).digest()
-    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+from engine.selfalign.synthesis import build_meta_prompt, filter_prompt, parse_generated_tasks
 
 
 @dataclass
@@ -44,6 +34,7 @@ class IterationContext:
     generator_dir: Path       # M_{i-1}: writes prompts and answers
     llm_for: Callable         # model dir -> engine.LLM (the loop keeps one loaded at a time)
     barrier: Callable = lambda: None
+    progress: Callable = lambda label, total: None   # -> a bar with .update(n) and .close()
 
     def judge_dir(self) -> Path:
         return self.base_dir if self.cfg.assessment.judge == "base" else self.generator_dir
@@ -55,15 +46,34 @@ class IterationContext:
         """auto: the base model gets raw text, fine-tuned models their chat template."""
         return setting == "chat" or (setting == "auto" and not self.is_base(model_dir))
 
+    def answer_prompt(self, instruction: str, input: str, model_dir: Path) -> str:
+        """What the response stage sends model_dir for this task."""
+        from engine.prompt_format import chat_prompt, raw_prompt, user_content
 
-def format_prompt(llm, instruction: str, input: str, chat: bool) -> str:
-    from engine.training.data import format_raw_prompt
+        layout = self.cfg.response.layout
+        if not self.use_chat(self.cfg.response.template, model_dir):
+            return raw_prompt(instruction, input, layout)
+        return chat_prompt(self.llm_for(model_dir).tokenizer, user_content(instruction, input, layout),
+                           layout)
 
-    if not chat:
-        return format_raw_prompt(instruction, input)
-    content = f"{instruction}\n\n{input}" if input.strip() else instruction
-    return llm.tokenizer.apply_chat_template([{"role": "user", "content": content}],
-                                             add_generation_prompt=True)
+    def judge_scores(self, pairs: list[dict], judge_dir: Path | None = None,
+                     seed_parts: tuple = ()) -> dict[str, dict]:
+        """score_pairs with this run's assessment settings and judge."""
+        a = self.cfg.assessment
+        if not KINDS_BY_LEVEL[a.level]:
+            return {p["id"]: {} for p in pairs}
+        if a.judge == "oracle":
+            return score_pairs(pairs, a, oracle=self.oracle)
+        judge_dir = judge_dir or self.judge_dir()
+        return score_pairs(pairs, a, llm=self.llm_for(judge_dir), chat=self.use_chat(a.template, judge_dir),
+                           seed_parts=seed_parts or (self.cfg.run.seed, self.iteration, "judge"))
+
+    def oracle(self, pairs: list[dict]) -> list:
+        for ext in self.cfg.extensions:
+            scores = ext.oracle_scores(pairs)
+            if scores is not None:
+                return scores
+        raise RuntimeError("assessment.judge = 'oracle' but no extension has a checker")
 
 
 def load_seeds(cfg: IsheepConfig) -> list[SeedTask]:
@@ -95,81 +105,121 @@ def _save_chunk(ctx: IterationContext, name: str, done: dict, new: list[dict]) -
         done[rec["id"]] = rec
     if ctx.run.is_writer:
         append_jsonl(ctx.run.partial(ctx.iteration, name), new)
+    ctx.run.fault_point(ctx.iteration, name)
 
 
-# --- 1-3. prompt synthesis, heuristic filters, global novelty filter -----------------------
+# --- 1-3. prompt synthesis, heuristic filters, novelty filter ------------------------------
 def synthesize_prompts(ctx: IterationContext) -> dict:
+    if ctx.cfg.synthesis.prompts_from:
+        return _reuse_prompts(ctx)
     from engine.generation import SamplingParams
 
     s, it = ctx.cfg.synthesis, ctx.iteration
     seeds = load_seeds(ctx.cfg)
-    # one global pool: the seeds and every prompt kept so far, earlier iterations included
-    pool = [t.instruction for t in seeds]
-    for prev in range(1, it):
-        pool += [r["instruction"] for r in ctx.run.read(prev, "prompts.jsonl")]
-    novelty = NoveltyFilter(pool, threshold=s.rouge_threshold)
+    run_pool = [t.instruction for t in seeds]
+    if s.novelty_pool == "run":     # the seeds and every prompt kept so far in the run
+        for prev in range(1, it):
+            run_pool += [r["instruction"] for r in ctx.run.read(prev, "prompts.jsonl")]
+    novelty = NoveltyFilter(run_pool, threshold=s.rouge_threshold)
     # each finished round is one line, so a torn write loses at most the round in flight
     rounds = _read_partial(ctx, "prompts.jsonl")
     kept: list[dict] = []
     for rnd in rounds:
         for task in rnd["tasks"]:
             if task["drop"] is None:
-                novelty.add([task["instruction"]])
+                if s.novelty_pool == "run":
+                    novelty.add([task["instruction"]])
                 kept.append(task)
-    llm = None
+    stop = s.stop or [f"\n{LIST_SIZE}."]
+    bar = ctx.progress("prompts", s.num_prompts)
+    bar.update(min(len(kept), s.num_prompts))
     for r in range(len(rounds), s.max_rounds):
         if len(kept) >= s.num_prompts:
             break
-        llm = llm or ctx.llm_for(ctx.generator_dir)
+        llm = ctx.llm_for(ctx.generator_dir)
         rng = random.Random(request_seed(ctx.cfg.run.seed, it, "synthesis", r))
-        metas = [build_meta_prompt(seeds, rng, num_examples=s.tasks_per_meta_prompt)
+        metas = [build_meta_prompt(seeds, rng, num_examples=s.tasks_per_meta_prompt,
+                                   **_nondefault(output_requirement=s.output_requirement))
                  for _ in range(s.meta_prompts_per_round)]
         params = [SamplingParams(temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_tokens,
-                                 stop=["\n20."], seed=request_seed(ctx.cfg.run.seed, it, "synthesis", r, j))
+                                 stop=stop, seed=request_seed(ctx.cfg.run.seed, it, "synthesis", r, j))
                   for j in range(len(metas))]
         outs = llm.generate(metas, params, use_tqdm=False)
         tasks = []
         for out in outs:
-            parsed = parse_generated_tasks(out.text, s.tasks_per_meta_prompt, out.finish_reason)
-            if s.relax_filters and not parsed and out.text.strip():
-                # a random model writes no numbered list: keep its text as one instruction
-                parsed = [ParsedTask(instruction=" ".join(out.text.split()[:60]), input="")]
+            parsed = parse_generated_tasks(out.text, s.tasks_per_meta_prompt, out.finish_reason,
+                                           **_nondefault(drop_last=(s.drop_last, "length"),
+                                                         drop_output_items=s.drop_output_items))
             for p in parsed:
-                reason = _prompt_drop_reason(p, s.relax_filters, _world_split(ctx.cfg))
-                tasks.append({"instruction": p.instruction.strip(), "input": p.input.strip(), "drop": reason})
+                tasks.append({"instruction": p.instruction.strip(), "input": p.input.strip(),
+                              "drop": _prompt_drop_reason(ctx.cfg, p)})
+        if s.novelty_pool == "call":    # the release: seeds + what this call kept
+            novelty = NoveltyFilter([t.instruction for t in seeds], threshold=s.rouge_threshold)
         survivors = [t for t in tasks if t["drop"] is None]
         for t, res in zip(survivors, novelty.add_many_if_novel([t["instruction"] for t in survivors])):
             t["rouge"] = round(res.max_score, 4)
             if not res.kept:
                 t["drop"] = "similar"
-        kept += [t for t in tasks if t["drop"] is None]
+        new_kept = [t for t in tasks if t["drop"] is None]
+        kept += new_kept
+        bar.update(max(0, min(len(new_kept), s.num_prompts - len(kept) + len(new_kept))))
         round_record = {"id": f"round-{r:04d}", "generated": len(outs), "tasks": tasks}
         rounds.append(round_record)
         if ctx.run.is_writer:
             append_jsonl(ctx.run.partial(it, "prompts.jsonl"), [round_record])
+        ctx.run.fault_point(it, "prompts.jsonl")
+    bar.close()
     final = [{"id": record_id(it, k), "instruction": t["instruction"], "input": t["input"]}
              for k, t in enumerate(kept[:s.num_prompts])]
     _finish(ctx, "prompts.jsonl", final)
     drops = Counter(t["drop"] for rnd in rounds for t in rnd["tasks"] if t["drop"])
-    return {"meta_prompts": sum(rnd["generated"] for rnd in rounds), "rounds": len(rounds),
-            "parsed": sum(len(rnd["tasks"]) for rnd in rounds), "dropped": dict(drops),
-            "novel": len(kept), "kept": len(final)}
+    counts = {"meta_prompts": sum(rnd["generated"] for rnd in rounds), "rounds": len(rounds),
+              "parsed": sum(len(rnd["tasks"]) for rnd in rounds), "dropped": dict(drops),
+              "novel": len(kept), "over_cap": max(0, len(kept) - s.num_prompts), "kept": len(final)}
+    for ext in ctx.cfg.extensions:
+        described = ext.describe_prompts(final)
+        if described:
+            counts[ext.name] = described
+    return counts
 
 
-def _world_split(cfg: IsheepConfig):
-    """The toy world's held-out test (instruction, input) -> bool, when it must be applied."""
-    if not (cfg.world.enabled and cfg.world.exclude_heldout):
-        return None
-    from engine.world.tasks import is_held_out
-    return is_held_out
+LIST_SIZE = 20      # the meta-prompt asks for a list of 20 tasks (synthesis.meta_prompt_header)
 
 
-def _prompt_drop_reason(task: ParsedTask, relaxed: bool, held_out=None) -> str | None:
+def _nondefault(**pairs) -> dict:
+    """Keyword arguments whose value differs from the function's default: (value, default)
+    pairs, or booleans whose default is False."""
+    out = {}
+    for k, v in pairs.items():
+        value, default = v if isinstance(v, tuple) else (v, False)
+        if value != default:
+            out[k] = value
+    return out
+
+
+def _reuse_prompts(ctx: IterationContext) -> dict:
+    """A control arm answers the main arm's own prompts of the same iteration."""
+    src = Path(ctx.cfg.synthesis.prompts_from) / f"iter_{ctx.iteration:02d}" / "prompts.jsonl"
+    if not src.is_file():
+        raise FileNotFoundError(f"synthesis.prompts_from: {src} does not exist (run the main arm "
+                                "of this iteration first)")
+    prompts = read_jsonl(src)
+    _finish(ctx, "prompts.jsonl", prompts)
+    return {"meta_prompts": 0, "parsed": len(prompts), "dropped": {}, "kept": len(prompts),
+            "reused_from": str(src)}
+
+
+def _prompt_drop_reason(cfg: IsheepConfig, task) -> str | None:
     if not task.instruction.strip():
         return "empty"
-    if held_out is not None and held_out(task.instruction.strip(), task.input.strip()):
-        return "heldout"
-    return None if relaxed else filter_prompt(task)
+    reason = filter_prompt(task, **_nondefault(rules=(cfg.synthesis.prompt_rules, "engine")))
+    if reason:
+        return reason
+    for ext in cfg.extensions:
+        reason = ext.filter_prompt(task.instruction.strip(), task.input.strip())
+        if reason:
+            return f"{ext.name}:{reason}"
+    return None
 
 
 # --- 4-5. responses and rule filters --------------------------------------------------------
@@ -178,31 +228,59 @@ def generate_responses(ctx: IterationContext) -> dict:
 
     r, it = ctx.cfg.response, ctx.iteration
     prompts = ctx.run.read(it, "prompts.jsonl")
-    done = {rec["id"]: rec for rec in _read_partial(ctx, "responses.jsonl")}
-    todo = [p for p in prompts if p["id"] not in done]
-    chat = ctx.use_chat(r.template, ctx.generator_dir)
+    answered: dict[str, list[dict]] = {}
+    for rec in _read_partial(ctx, "responses.jsonl"):
+        answered.setdefault(rec["prompt_id"], []).append(rec)
+    # a chunk torn by a kill may hold part of a prompt's samples: answer that prompt again
+    answered = {k: v for k, v in answered.items() if len(v) == r.n}
+    todo = [p for p in prompts if p["id"] not in answered]
+    bar = ctx.progress("responses", len(prompts))
+    bar.update(len(prompts) - len(todo))
     for chunk in _chunks(todo, ctx.cfg.generation.chunk_size):
         llm = ctx.llm_for(ctx.generator_dir)
-        texts = [format_prompt(llm, p["instruction"], p["input"], chat) for p in chunk]
+        texts = [ctx.answer_prompt(p["instruction"], p["input"], ctx.generator_dir) for p in chunk]
         params = [SamplingParams(temperature=r.temperature, top_p=r.top_p, max_tokens=r.max_tokens,
-                                 seed=request_seed(ctx.cfg.run.seed, it, "response", p["id"]))
+                                 n=r.n, seed=request_seed(ctx.cfg.run.seed, it, "response", p["id"]))
                   for p in chunk]
         outs = llm.generate(texts, params, use_tqdm=False)
         new = []
         for p, out in zip(chunk, outs):
-            response = clean_response(out.text)
-            if r.relax_filters:
-                reason = None if response.strip() else "empty"
-            else:
-                reason = filter_response(_task_text(p), response)
-            new.append({**p, "response": response, "finish_reason": out.finish_reason, "drop": reason})
-        _save_chunk(ctx, "responses.jsonl", done, new)
-    records = [done[p["id"]] for p in prompts]
+            recs = _answer_records(ctx, p, out.outputs)
+            answered[p["id"]] = recs
+            new += recs
+        if ctx.run.is_writer:
+            append_jsonl(ctx.run.partial(it, "responses.jsonl"), new)
+        ctx.run.fault_point(it, "responses.jsonl")
+        bar.update(len(chunk))
+    bar.close()
+    records = [rec for p in prompts for rec in answered[p["id"]]]
     _finish(ctx, "responses.jsonl", records)
     drops = Counter(rec["drop"] for rec in records if rec["drop"])
-    return {"prompts": len(prompts), "dropped": dict(drops),
+    return {"prompts": len(prompts), "answers": len(records), "dropped": dict(drops),
             "kept": sum(rec["drop"] is None for rec in records),
             "truncated": sum(rec["finish_reason"] == "length" for rec in records)}
+
+
+def _answer_records(ctx: IterationContext, prompt: dict, samples) -> list[dict]:
+    """One record per sample; a repeat of an earlier sample's answer is dropped as such."""
+    r = ctx.cfg.response
+    seen: set[str] = set()
+    recs = []
+    for j, sample in enumerate(samples):
+        response = clean_response(sample.text)
+        reason = filter_response(_task_text(prompt), response,
+                                 **_nondefault(rules=(r.rules, "engine")))
+        if reason is None and r.pair_rules == "reference":
+            from engine.selfalign.pair_filters import filter_pair
+            reason = filter_pair(prompt["instruction"], prompt["input"], response)
+        if reason is None and response in seen:
+            reason = "duplicate"
+        seen.add(response)
+        rid = prompt["id"] if r.n == 1 else f"{prompt['id']}-s{j:02d}"
+        recs.append({"id": rid, "prompt_id": prompt["id"], "instruction": prompt["instruction"],
+                     "input": prompt["input"], "response": response,
+                     "finish_reason": sample.finish_reason, "drop": reason})
+    return recs
 
 
 def _task_text(rec: dict) -> str:
@@ -213,114 +291,91 @@ def _task_text(rec: dict) -> str:
 def assess_pairs(ctx: IterationContext) -> dict:
     a, it = ctx.cfg.assessment, ctx.iteration
     pairs = [rec for rec in ctx.run.read(it, "responses.jsonl") if rec["drop"] is None]
-    kinds = KINDS_BY_LEVEL[a.level]
     done = {rec["id"]: rec for rec in _read_partial(ctx, "assessed.jsonl")}
     todo = [p for p in pairs if p["id"] not in done]
+    bar = ctx.progress("assessment", len(pairs))
+    bar.update(len(pairs) - len(todo))
     for chunk in _chunks(todo, ctx.cfg.generation.chunk_size):
-        sampled = logprob = {}
-        if kinds:
-            llm = ctx.llm_for(ctx.judge_dir())
-            chat = ctx.use_chat(a.template, ctx.judge_dir())
-            prompts = {(p["id"], k): _judge_prompt(llm, k, p, chat) for p in chunk for k in kinds}
-            if a.mode in ("sample", "both"):
-                sampled = _sampled_scores(ctx, llm, prompts)
-            if a.mode in ("logprob", "both"):
-                logprob = _logprob_scores(llm, prompts)
+        scored = ctx.judge_scores(chunk)
         new = []
         for p in chunk:
-            rec = {"id": p["id"], "instruction": p["instruction"], "input": p["input"],
-                   "response": p["response"]}
-            if a.mode in ("sample", "both"):
-                rec["judge_text"] = {k: sampled[(p["id"], k)][1] for k in kinds}
-                rec["scores"] = {k: sampled[(p["id"], k)][0] for k in kinds}
-            if a.mode in ("logprob", "both"):
-                rec["logprob_scores"] = {k: logprob[(p["id"], k)] for k in kinds}
-            # the sampled-and-parsed score decides when both run: it is the reference rule
-            deciding = rec.get("scores", rec.get("logprob_scores", {}))
-            rec["keep"] = passes(deciding, a.level, a.threshold)
+            rec = {"id": p["id"], "prompt_id": p.get("prompt_id", p["id"]),
+                   "instruction": p["instruction"], "input": p["input"], "response": p["response"],
+                   **scored[p["id"]]}
+            rec["keep"] = passes(deciding_scores(rec), a.level, a.threshold)
             if a.mode == "both":
                 rec["keep_logprob"] = passes(rec["logprob_scores"], a.level, a.threshold)
             new.append(rec)
         _save_chunk(ctx, "assessed.jsonl", done, new)
+        bar.update(len(chunk))
+    bar.close()
     records = [done[p["id"]] for p in pairs]
     _finish(ctx, "assessed.jsonl", records)
     counts = {"pairs": len(records), "kept": sum(rec["keep"] for rec in records)}
-    if "scores" in (records[0] if records else {}):
+    if KINDS_BY_LEVEL[a.level] and "scores" in (records[0] if records else {}):
         counts["unparsed"] = sum(v is None for rec in records for v in rec["scores"].values())
+        counts["unparsed_pairs"] = sum(any(v is None for v in rec["scores"].values()) for rec in records)
     if a.mode == "both":
         counts["kept_logprob"] = sum(rec["keep_logprob"] for rec in records)
         counts["agree"] = sum(rec["keep"] == rec["keep_logprob"] for rec in records)
     return counts
 
 
-def _judge_prompt(llm, kind: str, pair: dict, chat: bool) -> str:
-    text = build_assessment_prompt(kind, pair["instruction"], pair["input"], pair["response"])
-    if chat:
-        return llm.tokenizer.apply_chat_template([{"role": "user", "content": text}],
-                                                 add_generation_prompt=True)
-    return text
-
-
-def _sampled_scores(ctx: IterationContext, llm, prompts: dict) -> dict:
-    from engine.generation import SamplingParams
-
-    a = ctx.cfg.assessment
-    keys = list(prompts)
-    params = [SamplingParams(temperature=a.temperature, top_p=1.0, max_tokens=a.max_tokens,
-                             seed=request_seed(ctx.cfg.run.seed, ctx.iteration, "judge", *key))
-              for key in keys]
-    outs = llm.generate([prompts[k] for k in keys], params, use_tqdm=False)
-    return {k: (parse_score(o.text), o.text) for k, o in zip(keys, outs)}
-
-
-def _logprob_scores(llm, prompts: dict) -> dict:
-    """Expected score under the judge's distribution over "1||" .. "10||" (one prefill each)."""
-    conts = score_continuations()
-    keys = list(prompts)
-    flat_prompts = [prompts[k] for k in keys for _ in conts]
-    flat_conts = [c for _ in keys for c in conts.values()]
-    scored = llm.score(flat_prompts, flat_conts)
-    out = {}
-    for i, k in enumerate(keys):
-        row = scored[i * len(conts):(i + 1) * len(conts)]
-        out[k] = round(expected_score({n: s.logprob for n, s in zip(conts, row)}), 4)
-    return out
-
-
 # --- 8. SFT data and fine-tuning -------------------------------------------------------------
 def select_data(ctx: IterationContext) -> dict:
+    t = ctx.cfg.training
     by_iter = {}
-    iterations = range(1, ctx.iteration + 1) if ctx.cfg.training.data == "cumulative" else [ctx.iteration]
+    iterations = range(1, ctx.iteration + 1) if t.data == "cumulative" else [ctx.iteration]
+    capped = 0
     for i in iterations:
+        kept = [r for r in ctx.run.read(i, "assessed.jsonl") if r["keep"]]
+        if t.max_per_prompt:
+            kept, dropped = cap_per_prompt(kept, t.max_per_prompt)
+            capped += dropped
         by_iter[i] = [{"id": r["id"], "instruction": r["instruction"], "input": r["input"],
-                       "output": r["response"]} for r in ctx.run.read(i, "assessed.jsonl") if r["keep"]]
-    data = select_training_data(by_iter, ctx.cfg.training.data)
+                       "output": r["response"]} for r in kept]
+    data = select_training_data(by_iter, t.data)
     _finish(ctx, "train.jsonl", data)
-    return {"examples": len(data), "mode": ctx.cfg.training.data}
+    return {"examples": len(data), "mode": t.data, "over_prompt_cap": capped}
+
+
+def cap_per_prompt(kept: list[dict], cap: int) -> tuple[list[dict], int]:
+    """At most `cap` kept pairs per prompt: the best-scored first (ties: sample order).
+    Returns the kept records in their original order, and how many the cap removed."""
+    by_prompt: dict[str, list[tuple[int, dict]]] = {}
+    for k, rec in enumerate(kept):
+        by_prompt.setdefault(rec.get("prompt_id", rec["id"]), []).append((k, rec))
+    chosen: set[int] = set()
+    for group in by_prompt.values():
+        ranked = sorted(group, key=lambda kr: (-(lowest_score(deciding_scores(kr[1])) or 0), kr[0]))
+        chosen |= {k for k, _ in ranked[:cap]}
+    return [rec for k, rec in enumerate(kept) if k in chosen], len(kept) - len(chosen)
 
 
 def finetune(ctx: IterationContext, start_dir: Path) -> dict:
     from engine.training import TrainConfig, train
+    from engine.training.config import hyperparams_of
 
     t, it = ctx.cfg.training, ctx.iteration
     model_dir = ctx.run.model_dir(it)
     data_path = ctx.run.path(it, "train.jsonl")
     n = len(read_jsonl(data_path))
-    if n < t.min_examples:
+    if n < max(1, t.min_examples):
         # nothing worth training on: M_i is its start model, said plainly in the counts
         if ctx.run.is_writer:
             _copy_model(start_dir, model_dir)
         ctx.barrier()
         return {"examples": n, "trained": False, "start": str(start_dir)}
-    overrides = dict(t.overrides)
-    overrides.setdefault("prompt_format", "chat")
-    overrides.setdefault("seed", ctx.cfg.run.seed + it)
-    overrides.setdefault("progress", False)
     cfg = TrainConfig(model=str(start_dir), data=[str(data_path)], output=str(ctx.run.path(it, "train")),
-                      lora=t.method == "lora", resume=True, **overrides)
+                      lora=t.method == "lora", resume=True, seed=ctx.cfg.run.seed + it,
+                      device=ctx.cfg.run.device, progress=False, **hyperparams_of(t))
     result = train(cfg)
-    if ctx.run.is_writer:
-        _copy_model(Path(result.model_dir), model_dir)
+    if ctx.run.is_writer:   # one copy of the model: the export moves into place
+        tmp = model_dir.with_name(model_dir.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.move(result.model_dir, tmp)
+        shutil.rmtree(model_dir, ignore_errors=True)
+        tmp.rename(model_dir)
     ctx.barrier()
     losses = list(result.losses)
     return {"examples": n, "trained": True, "start": str(start_dir), "steps": len(losses),
@@ -334,86 +389,3 @@ def _copy_model(src: Path, dst: Path) -> None:
     shutil.copytree(src, tmp, ignore=shutil.ignore_patterns("checkpoints", "*.jsonl"))
     shutil.rmtree(dst, ignore_errors=True)
     tmp.rename(dst)
-
-
-# --- 9. evaluation ---------------------------------------------------------------------------
-def evaluate_iteration(ctx: IterationContext, model_dir: Path, reference_dir: Path | None) -> dict:
-    """IFEval-style checks of M_i and, against M_{i-1}, a judged win rate (judge: M_0).
-
-    One model is loaded at a time: answers are generated per model, then judged.
-    """
-    from engine.eval.evaluate import generate_answers
-    from engine.eval.ifeval import read_ifeval_data, score_ifeval
-    from engine.eval.judge import compare_answers, make_judge, read_judge_prompts
-
-    e = ctx.cfg.eval
-    data = read_ifeval_data(e.ifeval_data or None)
-    if e.max_prompts:
-        data = data[:e.max_prompts]
-    llm = ctx.llm_for(model_dir)
-    chat = not ctx.is_base(model_dir)
-    answers = generate_answers(llm, [d.prompt for d in data], max_tokens=e.max_tokens, use_chat_template=chat)
-    metrics, _ = score_ifeval(data, answers)
-    metrics.pop("inst_strict_acc_by_id", None)
-    if e.pairwise and reference_dir is not None:
-        instructions = read_judge_prompts(None)
-        if e.max_prompts:
-            instructions = instructions[:e.max_prompts]
-        ours = generate_answers(llm, instructions, max_tokens=e.max_tokens, use_chat_template=chat)
-        ref_llm = ctx.llm_for(reference_dir)
-        theirs = generate_answers(ref_llm, instructions, max_tokens=e.max_tokens,
-                                  use_chat_template=not ctx.is_base(reference_dir))
-        judge = make_judge(ctx.llm_for(ctx.base_dir), e.judge_mode, use_chat_template=False)
-        result = compare_answers(judge, instructions, ours, theirs)
-        metrics.update(win_rate=result.win_rate, win_rate_se=result.standard_error,
-                       judge_wins=result.wins, judge_ties=result.ties, judge_losses=result.losses,
-                       judge_n=result.n)
-    return metrics
-
-
-# --- the toy world: what the checker says about M_i and its data ---------------------------
-def world_metrics(ctx: IterationContext, model_dir: Path) -> dict:
-    """Held-out accuracy of model_dir (greedy), its accuracy as a judge of right and wrong
-    answers, and, for an iteration, how correct the kept training pairs are against all
-    answered pairs."""
-    from engine.generation import SamplingParams
-    from engine.world.measure import (assessed_pairs_judge_auc, heldout_accuracy, judge_accuracy,
-                                      judge_items, kept_pair_correctness)
-    from engine.world.tasks import held_out_tasks
-
-    w, a = ctx.cfg.world, ctx.cfg.assessment
-    tasks = held_out_tasks(w.heldout_per_family, seed=w.seed)
-    llm = ctx.llm_for(model_dir)
-    chat = ctx.use_chat(ctx.cfg.response.template, model_dir)
-
-    def generate(prompts: list[str]) -> list[str]:
-        # the prompts are raw; a chat model gets its template around the same text
-        texts = [llm.tokenizer.apply_chat_template([{"role": "user", "content": p.rstrip("\n")}],
-                                                   add_generation_prompt=True) if chat else p for p in prompts]
-        outs = llm.generate(texts, SamplingParams(temperature=0.0, max_tokens=ctx.cfg.response.max_tokens),
-                            use_tqdm=False)
-        return [o.text for o in outs]
-
-    kinds = KINDS_BY_LEVEL[a.level] or ("quality",)
-
-    def score(triples: list[tuple[str, str, str]]) -> list[float | None]:
-        pairs = [{"id": str(i), "instruction": t[0], "input": t[1], "response": t[2]} for i, t in enumerate(triples)]
-        judge_chat = ctx.use_chat(a.template, model_dir)
-        prompts = {(p["id"], k): _judge_prompt(llm, k, p, judge_chat) for p in pairs for k in kinds}
-        scores = (_logprob_scores(llm, prompts) if a.mode == "logprob"
-                  else {key: v[0] for key, v in _sampled_scores(ctx, llm, prompts).items()})
-        out = []
-        for p in pairs:
-            vals = [scores[(p["id"], k)] for k in kinds]
-            out.append(None if any(v is None for v in vals) else min(vals))
-        return out
-
-    result = {"heldout": heldout_accuracy(generate, tasks),
-              "judge": judge_accuracy(score, judge_items(tasks, seed=w.seed), threshold=a.threshold)}
-    if ctx.iteration > 0:
-        answered = [r for r in ctx.run.read(ctx.iteration, "responses.jsonl")]
-        assessed = list(ctx.run.read(ctx.iteration, "assessed.jsonl"))
-        result["data"] = kept_pair_correctness([r for r in assessed if r["keep"]], answered)
-        if a.level != "none":   # level none scores nothing
-            result["data"]["judge_on_pairs"] = assessed_pairs_judge_auc(assessed)
-    return result

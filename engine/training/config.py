@@ -1,75 +1,83 @@
-"""TrainConfig: every setting of a fine-tuning run, with `key=value` overrides and TOML files.
+"""TrainConfig: every setting of a fine-tuning run, on the project's one settings system
+(engine.settings): typed fields with help text and bounds, `key=value` overrides and TOML
+files, checked when read.
 
-Values from the command line arrive as strings; `apply_overrides` converts each one to its
-field's type (int, float, bool, str, list[str], or None for optional fields) and refuses
-unknown keys with the closest known names.
+TrainHyperparams holds what shapes the training itself; the I-SHEEP loop's [training]
+section takes the same fields, so `training.lr=1e-4` in a loop config is checked exactly as
+`lr=1e-4` on `python -m engine.train`. TrainConfig adds what one run trains on and where it
+writes.
 """
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import json
-import types
-import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from engine.config import read_toml
+from engine.settings import (SettingsError, apply_mapping, apply_overrides as _apply_overrides,
+                             check, read_toml, setting)
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 PROMPT_FORMATS = ("chat", "raw")
 OVERLONG_POLICIES = ("truncate", "drop")
 DTYPE_NAMES = ("auto", "float32", "bfloat16", "float16")
 
-
-class ConfigError(ValueError):
-    """A setting that cannot be used; the message names the key."""
+ConfigError = SettingsError     # one error type for every setting in the project
 
 
 @dataclass
-class TrainConfig:
-    # --- what to train and where to write ------------------------------------------------
-    model: str = ""                       # HF checkpoint directory (weights + tokenizer)
-    data: list[str] = field(default_factory=list)   # JSONL files (Alpaca or messages form)
-    output: str = "train_out"             # run directory: checkpoints/, train_log.jsonl, model/
+class TrainHyperparams:
+    """How to train (shared by `python -m engine.train` and the loop's [training])."""
     # --- data ----------------------------------------------------------------------------
-    prompt_format: str = "chat"           # "chat": tokenizer's template; "raw": base-model format
-    seq_len: int = 4096                   # token budget of one packed micro-batch
-    overlong: str = "truncate"            # a sample longer than seq_len: "truncate" | "drop"
+    prompt_format: str = setting("chat", "chat: the tokenizer's template; raw: the base-model "
+                                 "text format", choices=PROMPT_FORMATS)
+    seq_len: int = setting(4096, "token budget of one packed micro-batch (the batch is a token "
+                           "budget, not a count of samples)", ge=1)
+    overlong: str = setting("truncate", "a sample longer than seq_len", choices=OVERLONG_POLICIES)
     # --- length of the run ---------------------------------------------------------------
-    epochs: int = 1
-    max_steps: int | None = None          # cap on optimizer steps (the schedule plans for it)
-    stop_at_step: int | None = None       # end this invocation after step N, as if interrupted
-    grad_accum: int = 1                   # micro-batches per rank per optimizer step
+    epochs: int = setting(1, "passes over the data", ge=1)
+    max_steps: int | None = setting(None, "cap on optimizer steps (the schedule plans for it)", ge=1)
+    grad_accum: int = setting(1, "micro-batches per rank per optimizer step", ge=1)
     # --- optimizer -----------------------------------------------------------------------
-    lr: float = 1e-5
-    min_lr: float = 0.0                   # cosine decays to this
-    warmup_steps: int = 0                 # linear warmup from lr/warmup_steps to lr
-    weight_decay: float = 0.0             # never applied to norms, biases, other 1-D params
-    adam_beta1: float = 0.9
-    adam_beta2: float = 0.95
-    adam_eps: float = 1e-8
-    max_grad_norm: float = 1.0            # 0 turns clipping off (the norm is still logged)
-    seed: int = 0
-    # --- LoRA ----------------------------------------------------------------------------
-    lora: bool = False
-    lora_rank: int = 8
-    lora_alpha: float = 16.0
-    lora_dropout: float = 0.0
-    lora_targets: list[str] = field(default_factory=lambda: list(LORA_TARGETS))
+    lr: float = setting(1e-5, "peak learning rate", gt=0)
+    min_lr: float = setting(0.0, "the cosine decays to this", ge=0)
+    warmup_steps: int = setting(0, "linear warmup steps from lr/warmup_steps to lr", ge=0)
+    weight_decay: float = setting(0.0, "AdamW decay; never on norms, biases, other 1-D params", ge=0)
+    adam_beta1: float = setting(0.9, "AdamW beta1", ge=0, lt=1)
+    adam_beta2: float = setting(0.95, "AdamW beta2", ge=0, lt=1)
+    adam_eps: float = setting(1e-8, "AdamW epsilon", gt=0)
+    max_grad_norm: float = setting(1.0, "gradient clipping norm; 0 turns clipping off", ge=0)
+    # --- LoRA (used when LoRA is on) -----------------------------------------------------
+    lora_rank: int = setting(8, "LoRA rank", ge=1)
+    lora_alpha: float = setting(16.0, "LoRA scale numerator (scale = alpha / rank)", gt=0)
+    lora_dropout: float = setting(0.0, "dropout on the LoRA input", ge=0, lt=1)
+    lora_targets: list[str] = setting(list(LORA_TARGETS), "projections that get adapters",
+                                      choices=LORA_TARGETS)
     # --- memory and speed ----------------------------------------------------------------
-    activation_checkpointing: bool = False
-    compile: bool = False                 # torch.compile each decoder block
-    param_dtype: str = "auto"             # compute dtype; auto: bfloat16 on CUDA, float32 on CPU
-    device: str = "auto"                  # auto | cuda | cpu
+    activation_checkpointing: bool = setting(False, "recompute block activations in backward")
+    compile: bool = setting(False, "torch.compile each decoder block")
+    param_dtype: str = setting("auto", "compute dtype; auto: bfloat16 on CUDA, float32 on CPU",
+                               choices=DTYPE_NAMES)
     # --- checkpoints and export ----------------------------------------------------------
-    checkpoint_every: int = 0             # steps between checkpoints; 0: only at stop_at_step
-    keep_checkpoints: int = 2
-    resume: bool = False                  # continue from the latest complete checkpoint
-    export: bool = True                   # write the HF-layout model to output/model
-    export_dtype: str = "auto"            # auto: the source checkpoint's torch_dtype
-    # --- logging -------------------------------------------------------------------------
-    progress: bool = True                 # tqdm bar on rank 0
+    checkpoint_every: int = setting(0, "steps between checkpoints; 0: only at stop_at_step", ge=0)
+    keep_checkpoints: int = setting(2, "checkpoints kept on disk", ge=1)
+    export_dtype: str = setting("auto", "dtype of the exported model; auto: the source's "
+                                "torch_dtype", choices=DTYPE_NAMES)
+
+
+@dataclass
+class TrainConfig(TrainHyperparams):
+    """One fine-tuning run: what to train, on what, where to write."""
+    model: str = setting("", "HF checkpoint directory to start from (weights + tokenizer)", path=True)
+    data: list[str] = setting([], "JSONL files (Alpaca, messages, prompt/completion or text records)")
+    output: str = setting("train_out", "run directory: checkpoints/, train_log.jsonl, model/", path=True)
+    seed: int = setting(0, "data order and adapter init")
+    device: str = setting("auto", "where to train", choices=("auto", "cuda", "cpu"))
+    lora: bool = setting(False, "train LoRA adapters (merged at export) instead of all weights")
+    stop_at_step: int | None = setting(None, "end this invocation after step N, as if interrupted",
+                                       ge=1, mutable=True)
+    resume: bool = setting(False, "continue from the latest complete checkpoint", mutable=True)
+    export: bool = setting(True, "write the HF-layout model to output/model")
+    progress: bool = setting(True, "tqdm bar on rank 0", mutable=True)
 
     def __post_init__(self):
         # in-process callers may pass paths, and a single data file on its own
@@ -79,105 +87,36 @@ class TrainConfig:
         self.data = [str(d) for d in self.data]
 
     def validate(self) -> None:
-        def bad(key: str, why: str):
-            raise ConfigError(f"setting '{key}' {why}")
-
+        """Types, choices and bounds (engine.settings.check), then what needs two fields."""
+        check(self)
         if not self.model:
-            bad("model", "is required (an HF checkpoint directory)")
+            raise ConfigError("setting 'model' is required (an HF checkpoint directory)")
         if not self.data:
-            bad("data", "is required (one or more JSONL files)")
-        for key, choices in (("prompt_format", PROMPT_FORMATS), ("overlong", OVERLONG_POLICIES),
-                             ("param_dtype", DTYPE_NAMES), ("export_dtype", DTYPE_NAMES),
-                             ("device", ("auto", "cuda", "cpu"))):
-            if getattr(self, key) not in choices:
-                bad(key, f"= {getattr(self, key)!r}: expected one of {', '.join(choices)}")
-        for key in ("seq_len", "epochs", "grad_accum", "lora_rank", "keep_checkpoints"):
-            if getattr(self, key) < 1:
-                bad(key, f"must be >= 1, got {getattr(self, key)}")
-        for key in ("max_steps", "stop_at_step"):
-            if getattr(self, key) is not None and getattr(self, key) < 1:
-                bad(key, f"must be >= 1 or none, got {getattr(self, key)}")
-        for key in ("warmup_steps", "checkpoint_every", "weight_decay", "max_grad_norm", "min_lr"):
-            if getattr(self, key) < 0:
-                bad(key, f"must be >= 0, got {getattr(self, key)}")
-        if self.lr <= 0:
-            bad("lr", f"must be positive, got {self.lr}")
-        if not 0.0 <= self.lora_dropout < 1.0:
-            bad("lora_dropout", f"must be in [0, 1), got {self.lora_dropout}")
-        unknown = [t for t in self.lora_targets if t not in LORA_TARGETS]
-        if self.lora and (unknown or not self.lora_targets):
-            bad("lora_targets", f"= {self.lora_targets}: choose from {', '.join(LORA_TARGETS)}")
+            raise ConfigError("setting 'data' is required (one or more JSONL files)")
+        if self.lora and not self.lora_targets:
+            raise ConfigError(f"setting 'lora_targets' is empty: choose from {', '.join(LORA_TARGETS)}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
 
-_FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
-_TYPES = typing.get_type_hints(TrainConfig)
+def hyperparams_of(settings) -> dict:
+    """The TrainHyperparams fields of any settings object that has them, as kwargs."""
+    return {f.name: getattr(settings, f.name) for f in dataclasses.fields(TrainHyperparams)}
 
 
-def apply_overrides(cfg: TrainConfig, overrides: list[str] | dict) -> TrainConfig:
+def apply_overrides(cfg: TrainConfig, overrides: list[str] | dict, source: str = "command line") -> TrainConfig:
     """A copy of cfg with `key=value` strings (or a {key: value} dict, as from TOML) applied."""
-    items = overrides.items() if isinstance(overrides, dict) else [_split(o) for o in overrides]
-    changes = {}
-    for key, value in items:
-        if key not in _FIELDS:
-            close = difflib.get_close_matches(key, _FIELDS, n=3)
-            hint = f"; did you mean {', '.join(close)}?" if close else ""
-            raise ConfigError(f"unknown setting '{key}'{hint} (known: {', '.join(_FIELDS)})")
-        changes[key] = _convert(key, value, _TYPES[key])
-    return dataclasses.replace(cfg, **changes)
+    cfg = dataclasses.replace(cfg)
+    if isinstance(overrides, dict):
+        apply_mapping(cfg, overrides, source)
+    else:
+        _apply_overrides(cfg, overrides, source=source)
+    cfg.__post_init__()
+    return cfg
 
 
 def load_toml(path: str | Path) -> dict:
     """Settings from a TOML file: top-level keys, or those of a [train] table."""
-    d = read_toml(path, ConfigError)
+    d = read_toml(path)
     return d.get("train", d)
-
-
-def _split(item: str) -> tuple[str, str]:
-    key, sep, value = item.partition("=")
-    if not sep or not key.strip():
-        raise ConfigError(f"override {item!r} is not of the form key=value")
-    return key.strip(), value.strip()
-
-
-def _convert(key: str, value, tp):
-    """Convert a string (or a TOML value) to the field type `tp`."""
-    args = typing.get_args(tp)
-    if typing.get_origin(tp) in (typing.Union, types.UnionType):   # X | None
-        if value is None or (isinstance(value, str) and value.lower() in ("none", "null", "")):
-            return None
-        tp = next(a for a in args if a is not type(None))
-    try:
-        if tp is bool:
-            if isinstance(value, bool):
-                return value
-            text = str(value).lower()
-            if text in ("true", "1", "yes", "on"):
-                return True
-            if text in ("false", "0", "no", "off"):
-                return False
-            raise ValueError("expected true or false")
-        if tp is int:
-            if isinstance(value, float) and not value.is_integer():
-                raise ValueError("expected an integer")
-            return int(value)
-        if tp is float:
-            return float(value)
-        if tp is str:
-            return str(value)
-        if typing.get_origin(tp) is list:
-            if isinstance(value, str):
-                text = value.strip()
-                value = json.loads(text) if text.startswith("[") else [v.strip() for v in text.split(",") if v.strip()]
-            if not isinstance(value, list):
-                raise ValueError("expected a list")
-            return [str(v) for v in value]
-    except (ValueError, TypeError, json.JSONDecodeError) as e:
-        raise ConfigError(f"setting '{key}' = {value!r}: {e} (type {_type_name(tp)})") from None
-    raise ConfigError(f"setting '{key}' has unsupported type {tp}")
-
-
-def _type_name(tp) -> str:
-    return getattr(tp, "__name__", str(tp))
