@@ -70,7 +70,9 @@ class WorldExtension(LoopExtension):
                "practised_practice_phrasing": measures["practised_practice_phrasing"],
                "forward": measures["forward"]}
         if ctx.iteration == 0 and self.settings.base_pass_k > 0:
-            base = measure_base_model(llm, self.settings.seed, self.settings.base_pass_k)
+            base = measure_base_model(llm, self.settings.seed, self.settings.base_pass_k,
+                                      threshold=ctx.cfg.assessment.threshold,
+                                      judge=lambda triples: ctx.judge(ctx.base_dir, triples))
             out["base"] = {k: base[k] for k in ("samples", "judge_own_samples", "synthesis")}
         return out
 

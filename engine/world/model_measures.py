@@ -126,9 +126,13 @@ def synthesis_measures(llm, n_prompts: int, seed: int, max_tokens: int = 200,
             "by_kind": dict(kinds.most_common())}
 
 
-def measure_base_model(llm, seed: int = 0, pass_k: int = 8, threshold: float = 8.0) -> dict:
+def measure_base_model(llm, seed: int = 0, pass_k: int = 8, threshold: float = 8.0,
+                       judge: Callable | None = None) -> dict:
     """M_0's record: held-out measures, pass@k on never-inverted targets (practice phrasing),
-    the judge on its own distinct samples, and synthesis."""
+    the judge on its own distinct samples, and synthesis.
+
+    judge: [(instruction, input, response)] -> [score or None] (the loop's judge); default
+    judge_scores, greedy with the quality prompt."""
     record = {"heldout": heldout_measures(llm)}
     tasks = [WorldTask(f, t) for f, t in targets_in("practised") + targets_in("kept_out")]
     samples = sample_answers(llm, tasks, pass_k, seed)
@@ -137,9 +141,13 @@ def measure_base_model(llm, seed: int = 0, pass_k: int = 8, threshold: float = 8
                              (t.family, FAMILIES[t.family].check(t.target, s).right)
                              for t, ss in zip(tasks, samples) for s in ss)}
     pairs = distinct_pairs(tasks, samples)
-    scores, texts = judge_scores(llm, [(t.instruction, "", a) for t, a in pairs])
+    triples = [(t.instruction, "", a) for t, a in pairs]
+    if judge is None:
+        scores, texts = judge_scores(llm, triples)
+        record["judge_examples"] = [{"instruction": t.instruction, "response": a, "judge": x}
+                                    for (t, a), x in list(zip(pairs, texts))[:6]]
+    else:
+        scores = judge(triples)
     record["judge_own_samples"] = judge_on_samples(tasks, samples, scores, threshold)
-    record["judge_examples"] = [{"instruction": t.instruction, "response": a, "judge": x}
-                                for (t, a), x in list(zip(pairs, texts))[:6]]
     record["synthesis"] = synthesis_measures(llm, 24, seed)
     return record

@@ -103,7 +103,9 @@ def report_section(results: dict[str, dict[int, dict]], plots_dir: Path) -> list
     """Markdown: the plot, held-out accuracy per arm, the family table, and per iteration
     the answered vs kept correctness and the judge's precision and recall."""
     plot = plot_heldout(results, Path(plots_dir) / "world_heldout.png")
-    lines = [*summary_lines(results), "",
+    lines = ["## Toy world (engine/world)", "",
+             "Held-out accuracy: greedy answers to the heldout phrasing, never trained for "
+             "practised or kept-out targets; ± one binomial standard error.", "",
              f"![held-out accuracy per arm]({Path(plots_dir).name}/{plot.name})", "",
              "| arm | model | practised (heldout phrasing) | kept-out | taught | practised (practice phrasing) | forward facts |",
              "|---|---|---|---|---|---|---|"]
@@ -136,4 +138,4 @@ def report_section(results: dict[str, dict[int, dict]], plots_dir: Path) -> list
                          f"| {_fmt(d['kept'])} | {_share(j['precision'])} | {_share(j['recall'])} "
                          f"| {_share(j['base_rate'])} | {j['unparsed']} "
                          f"| {', '.join(f'{k} {v}' for k, v in d['prompts'].items())} |")
-    return lines
+    return lines + [""]
