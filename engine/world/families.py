@@ -62,7 +62,8 @@ class Family:
         """(question, answer) for every entry of the forward table."""
         raise NotImplementedError
 
-    def check(self, target: int, response: str) -> Verdict:
+    def _check_answer(self, target: int, answer: re.Match) -> Verdict:
+        """The verdict on an answer in the family's form (answer: _answer_re's match)."""
         raise NotImplementedError
 
     def near_miss(self, target: int, rng: random.Random) -> str:
@@ -74,6 +75,14 @@ class Family:
         raise NotImplementedError
 
     # -- shared --
+    _answer_re: re.Pattern
+    no_answer: str = ""   # the trace for a response not in the family's answer form
+
+    def check(self, target: int, response: str) -> Verdict:
+        """Whether `response` is a right answer to the inverse task about `target`."""
+        m = self._answer_re.fullmatch(response.strip())
+        return self._check_answer(target, m) if m else Verdict(False, self.no_answer)
+
     def question(self, target: int, phrasing: str) -> str:
         return {"practice": self.practice, "heldout": self.heldout}[phrasing].format(target=target)
 
@@ -101,6 +110,7 @@ class FactorFamily(Family):
     heldout = "Give a factor pair of {target}."
     forward = "What is {a} times {b}?"
     _answer_re = re.compile(r"Pair (\d{1,4}) and (\d{1,4})\.?")
+    no_answer = "No pair of numbers given: wrong."
 
     def __init__(self) -> None:
         super().__init__()
@@ -120,10 +130,7 @@ class FactorFamily(Family):
         return [(self.forward.format(a=a, b=b), f"Result {a * b}")
                 for a in range(LO, HI + 1) for b in range(LO, HI + 1)]
 
-    def check(self, target: int, response: str) -> Verdict:
-        m = self._answer_re.fullmatch(response.strip())
-        if not m:
-            return Verdict(False, "No pair of numbers given: wrong.")
+    def _check_answer(self, target: int, m: re.Match) -> Verdict:
         a, b = int(m.group(1)), int(m.group(2))
         for x in (a, b):
             if not LO <= x <= HI:
@@ -155,6 +162,7 @@ class CodeFamily(Family):
     heldout = "Which word has code {target}?"
     forward = "What is the code of {word}?"
     _answer_re = re.compile(r"Word ([a-z]+)\.?")
+    no_answer = "No word given: wrong."
 
     def __init__(self) -> None:
         super().__init__()
@@ -172,10 +180,7 @@ class CodeFamily(Family):
     def forward_facts(self) -> list[tuple[str, str]]:
         return [(self.forward.format(word=w), f"Code {c}") for w, c in self.code_of.items()]
 
-    def check(self, target: int, response: str) -> Verdict:
-        m = self._answer_re.fullmatch(response.strip())
-        if not m:
-            return Verdict(False, "No word given: wrong.")
+    def _check_answer(self, target: int, m: re.Match) -> Verdict:
         word = m.group(1)
         if word not in self.code_of:
             return Verdict(False, f"{word} has no code: wrong.")
