@@ -40,6 +40,10 @@ def parse_args(argv: list[str] | None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size", default="small", help="engine.world.base_model.WORLD_SIZES key")
     p.add_argument("--docs", type=int, default=None, help="corpus documents (default: CorpusSettings)")
+    p.add_argument("--mix", default=None, help="forward,inverse,check,judged,task_list shares "
+                   "(default: CorpusSettings)")
+    p.add_argument("--init", default=None, help="continue from this model directory (and its "
+                   "tokenizer) instead of a random init; give another --seed for a fresh corpus")
     p.add_argument("--seq-len", type=int, default=1024, help="tokens per packed micro-batch")
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--warmup", type=int, default=50)
@@ -53,14 +57,27 @@ def parse_args(argv: list[str] | None):
 def pretrain(args) -> dict:
     from engine.training import TrainConfig, train
     from engine.world.base_model import write_world_base_dir
-    from engine.world.corpus import CorpusSettings, write_corpus
+    from engine.world.corpus import DOC_KINDS, CorpusSettings, write_corpus
 
     work = Path(args.work)
     if work.exists():
         shutil.rmtree(work)   # a fresh trainer output: the trainer refuses stale checkpoints
     t0 = time.time()
-    base = write_world_base_dir(work / "random_init", seed=args.seed, size=args.size)
-    settings = CorpusSettings() if args.docs is None else CorpusSettings(n_docs=args.docs)
+    if args.init:
+        base = Path(args.init)
+        if not (base / "config.json").is_file():
+            raise SystemExit(f"--init {base}: no config.json there")
+    else:
+        base = write_world_base_dir(work / "random_init", seed=args.seed, size=args.size)
+    settings = CorpusSettings()
+    if args.docs is not None:
+        settings.n_docs = args.docs
+    if args.mix:
+        shares = [float(x) for x in args.mix.split(",")]
+        if len(shares) != len(DOC_KINDS):
+            raise SystemExit(f"--mix {args.mix!r}: give {len(DOC_KINDS)} shares ({','.join(DOC_KINDS)})")
+        for kind, share in zip(DOC_KINDS, shares):
+            setattr(settings, kind, share)
     counts = write_corpus(work / "corpus.jsonl", settings, seed=args.seed)
     t1 = time.time()
     result = train(TrainConfig(
@@ -103,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     else:
         record = {"command": " ".join(["python recipes/world_pretrain.py", *given]),
                   "seed": args.seed, "size": args.size, "torch": torch.__version__}
+        if args.init and Path(args.init).with_suffix(".json").is_file():
+            # the record of the model this run continues: the chain of commands stays with it
+            record["init_record"] = json.loads(Path(args.init).with_suffix(".json").read_text())
         record.update(pretrain(args))
         path.write_text(json.dumps(record, indent=2) + "\n")
     if not args.skip_measure:

@@ -13,26 +13,16 @@ from engine.training.data import format_raw_prompt
 from engine.world.corpus import CorpusSettings, corpus_documents
 from engine.world.families import FAMILIES
 from engine.world.tasks import SPLIT, parse_task
+from world_truth import truth
 
 SEEDS = Path(__file__).resolve().parent.parent / "engine" / "world" / "data" / "seeds.jsonl"
 CODE_OF = FAMILIES["code"].code_of
+_truth = truth
 
 
 @pytest.fixture(scope="module")
 def docs():
     return list(corpus_documents(CorpusSettings(n_docs=4000), seed=3))
-
-
-def _truth(instruction: str, response: str) -> bool:
-    """Right or wrong, worked out here from the numbers in the text."""
-    m = re.search(r"(\d+)[.?]?$", instruction)
-    target = int(m.group(1))
-    pair = re.fullmatch(r"Pair (\d+) and (\d+)", response)
-    if "product" in instruction or "factor" in instruction:
-        return bool(pair) and all(2 <= int(x) <= 19 for x in pair.groups()) \
-            and int(pair[1]) * int(pair[2]) == target
-    word = re.fullmatch(r"Word ([a-z]+)", response)
-    return bool(word) and CODE_OF.get(word[1]) == target
 
 
 def test_every_kind_is_present_in_its_share(docs):
