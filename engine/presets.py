@@ -39,12 +39,15 @@ QWEN_CHAT_TEMPLATE = (
 )
 
 
-def train_bpe_tokenizer(texts: Iterable[str], vocab_size: int) -> HFTokenizer:
-    """Byte-level BPE over `texts` with Qwen2's pre-tokenizer; the special tokens get ids 0, 1, 2."""
+def train_bpe_tokenizer(texts: Iterable[str], vocab_size: int,
+                        split_pattern: str = QWEN2_SPLIT_PATTERN) -> HFTokenizer:
+    """Byte-level BPE over `texts`; the special tokens get ids 0, 1, 2.
+
+    split_pattern: the pre-tokenizer's regex (default Qwen2's, which splits digits one by
+    one); BPE merges never cross the pieces it cuts."""
     tok = HFTokenizer(models.BPE())
-    # Qwen2's pre-tokenizer: split digits one by one, then byte-level without its own regex
     tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(QWEN2_SPLIT_PATTERN), behavior="isolated"),
+        pre_tokenizers.Split(Regex(split_pattern), behavior="isolated"),
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
     ])
     tok.decoder = decoders.ByteLevel()

@@ -1,49 +1,50 @@
-"""One small iteration of the loop in the toy world (world.toml on the shipped base model):
-the checker's measures land in the run directory and the report, and agree with the files."""
+"""A short run of the real loop in the world (the shipped M_0, the default world config, made
+smaller): the pairs its judge keeps are right more often than the pairs it answered, by the
+truth worked out in the test from each pair's own text, on tasks the model wrote itself."""
+import json
 from pathlib import Path
 
 import pytest
 
 from engine.selfalign.loop import run_isheep
 from engine.selfalign.records import read_jsonl
-from engine.selfalign.run_directory import RunDirectory
 from engine.selfalign.settings import load_config
-from engine.world.measure import assessed_pairs_judge_auc, pair_correctness
+from world_truth import truth
 
 ROOT = Path(__file__).resolve().parent.parent
-WORLD = ROOT / "recipes" / "configs" / "world.toml"
-SMALL = ["run.iterations=1", "synthesis.num_prompts=24", "synthesis.meta_prompts_per_round=12",
-         "world.heldout_per_family=2", "training.overrides.epochs=1",
-         f"run.model={ROOT / 'engine' / 'world' / 'data' / 'base_model'}",
-         f"synthesis.seeds_file={ROOT / 'engine' / 'world' / 'data' / 'seeds.jsonl'}"]
+CONFIG = ROOT / "recipes" / "configs" / "world_default.toml"
 
 
 @pytest.fixture(scope="module")
-def world_run(tmp_path_factory):
+def run_dir(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("world") / "run"
-    run_isheep(load_config(WORLD, SMALL + [f"run.run_dir={run_dir}"]))
+    run_isheep(load_config(CONFIG, [f"run.run_dir={run_dir}", "synthesis.num_prompts=40",
+                                    "synthesis.meta_prompts_per_round=12", "response.n=6"]))
     return run_dir
 
 
-def test_world_measures_of_m0_and_m1_are_in_the_manifest_and_report(world_run):
-    counts = RunDirectory(world_run).all_counts()
-    for it in (0, 1):
-        heldout = counts[it]["world"]["heldout"]
-        assert len(heldout) == 9 + 1 and 0.0 <= heldout["overall"] <= 1.0   # families, overall
-    report = (world_run / "report.md").read_text()
-    assert "## Toy world: what the checker says" in report
-    assert "| M_0 |" in report and "| M_1 |" in report and "AUC on own pairs" in report
+def test_kept_pairs_are_more_often_right_than_answered_pairs(run_dir):
+    assessed = read_jsonl(run_dir / "iter_01" / "assessed.jsonl")
+    right = [truth(r["instruction"], r["response"]) for r in assessed]
+    kept = [ok for ok, r in zip(right, assessed) if r["keep"]]
+    base = sum(right) / len(right)
+    assert len(assessed) >= 60 and kept
+    assert sum(kept) / len(kept) >= min(1.0, 1.5 * base)
+    train = read_jsonl(run_dir / "iter_01" / "train.jsonl")
+    per_prompt = {}
+    for r in assessed:
+        if r["keep"]:
+            per_prompt[r["prompt_id"]] = per_prompt.get(r["prompt_id"], 0) + 1
+    assert len(train) == sum(min(2, n) for n in per_prompt.values())   # training.max_per_prompt
 
 
-def test_kept_and_answered_correctness_and_judge_auc_match_the_iteration_files(world_run):
-    data = RunDirectory(world_run).all_counts()[1]["world"]["data"]
-    it = world_run / "iter_01"
-    answered = read_jsonl(it / "responses.jsonl")
-    assessed = read_jsonl(it / "assessed.jsonl")
-    kept = [r for r in assessed if r["keep"]]
-    assert data["answered"] == pair_correctness(answered, "answered_records")
-    assert data["kept"] == pair_correctness(kept, "kept_records")
-    assert data["kept"]["n"] == len(kept) and 0 < len(kept) < len(assessed)
-    assert data["judge_on_pairs"] == assessed_pairs_judge_auc(assessed)
-    own = data["judge_on_pairs"]
-    assert own["right"] + own["wrong"] + own["unscored"] == pair_correctness(assessed)["verifiable"]
+def test_eval_json_holds_the_world_measures(run_dir):
+    for path in (run_dir / "base_eval.json", run_dir / "iter_01" / "eval.json"):
+        world = json.loads(path.read_text())["world"]
+        for group in ("practised", "unseen"):
+            a = world["heldout"][group]
+            assert {"accuracy", "stderr", "n", "per_family"} <= set(a) and a["n"] > 0
+    data = json.loads((run_dir / "iter_01" / "eval.json").read_text())["world"]["data"]
+    assessed = read_jsonl(run_dir / "iter_01" / "assessed.jsonl")
+    assert data["judge"]["n"] == len(assessed)
+    assert "world" in (run_dir / "report.md").read_text().lower()

@@ -1,178 +1,91 @@
-import random
-
+"""The world's checker, its targets and the held-out split, against numbers computed here."""
 import pytest
 
-from engine.selfalign.seeds import load_default_seeds
-from engine.selfalign.response_filters import filter_response
-from engine.selfalign.synthesis import ParsedTask, filter_prompt
 from engine.world.families import FAMILIES, WORDS
-from engine.world.tasks import (WorldTask, check, family_of, held_out_tasks, is_held_out,
-                                off_task_output, raw_prompt, recognize, sample_task,
-                                wrong_output)
+from engine.world.tasks import GROUPS, SPLIT, WorldTask, check, parse_task, targets_in
+
+FACTOR, CODE = FAMILIES["factor"], FAMILIES["code"]
+PRODUCTS = {a * b for a in range(2, 20) for b in range(2, 20)}
 
 
-@pytest.mark.parametrize("family", sorted(FAMILIES))
-def test_checker_accepts_the_right_answer_and_rejects_the_wrong_one(family):
-    rng = random.Random(family)
-    for _ in range(150):
-        task = sample_task(rng, family, split="any")
-        assert task.family == family
-        assert check(task.instruction, task.input, task.output) is True, task
-        wrong = wrong_output(task, rng)
-        assert wrong != task.output
-        assert check(task.instruction, task.input, wrong) is False, (task, wrong)
+def test_factor_targets_are_the_products_of_2_to_19():
+    assert FACTOR.targets == sorted(PRODUCTS)
+    assert len(FACTOR.targets) == 133
 
 
-@pytest.mark.parametrize("family", sorted(FAMILIES))
-def test_off_task_output_answers_another_task_of_the_family(family):
-    rng = random.Random(f"off-{family}")
-    for _ in range(60):
-        task = sample_task(rng, family)
-        replay = random.Random()
-        replay.setstate(rng.getstate())
-        wrong = off_task_output(task, rng)
-        assert check(task.instruction, task.input, wrong) is False, (task, wrong)
-        # the tasks it drew from the same stream: the last is one it answers rightly
-        drawn = [sample_task(replay, family) for _ in range(100)]
-        source = next(d for d in drawn if d.output == wrong)
-        assert check(source.instruction, source.input, wrong) is True
-        assert not is_held_out(source.instruction, source.input)
+@pytest.mark.parametrize("target,response,right", [
+    (24, "Pair 4 and 6", True), (24, "Pair 6 and 4", True), (24, "Pair 3 and 8.", True),
+    (24, " Pair 2 and 12 ", True), (24, "Pair 5 and 5", False), (24, "Pair 1 and 24", False),
+    (361, "Pair 19 and 19", True), (40, "Pair 20 and 2", False), (24, "4 and 6", False),
+    (24, "Pair 4 and 6 and 1", False), (24, "Result 24", False), (24, "", False)])
+def test_factor_check(target, response, right):
+    assert FACTOR.check(target, response).right is right
 
 
-@pytest.mark.parametrize("family", sorted(FAMILIES))
-def test_every_phrasing_is_sampled_and_recognized_as_its_own_family(family):
-    rng = random.Random(f"phrasings-{family}")
-    seen = set()
-    for _ in range(400):
-        task = sample_task(rng, family, split="any")
-        found = recognize(task.instruction, task.input)
-        assert found is not None and found.family.name == family, task
-        seen.add(found.phrasing)
-    assert seen == set(FAMILIES[family].phrasings)
+def test_factor_trace_names_the_product_and_the_target():
+    assert FACTOR.check(24, "Pair 4 and 7").trace == "Product 28, target 24: wrong."
+    assert FACTOR.check(24, "Pair 4 and 6").trace == "Product 24, target 24: right."
 
 
-@pytest.mark.parametrize("family", sorted(FAMILIES))
-def test_recognition_ignores_case_spacing_and_final_punctuation(family):
-    rng = random.Random(f"variants-{family}")
-    for _ in range(40):
-        task = sample_task(rng, family, split="any")
-        wrong = wrong_output(task, rng)
-        variants = [task.instruction.lower(), "  " + task.instruction.replace(" ", "   ") + "\n",
-                    task.instruction.rstrip(".?!")]
-        for instruction in variants:
-            assert check(instruction, task.input, task.output) is True, instruction
-            assert check(instruction, task.input, wrong) is False, instruction
+def test_code_table_is_a_bijection_of_distinct_numbers_to_the_words():
+    assert sorted(CODE.code_of) == sorted(WORDS) and len(set(WORDS)) == 40
+    codes = list(CODE.code_of.values())
+    assert len(set(codes)) == 40 and all(20 <= c <= 99 for c in codes)
+    for word, code in CODE.code_of.items():
+        assert CODE.check(code, f"Word {word}").right
+        assert (f"What is the code of {word}?", f"Code {code}") in CODE.forward_facts()
+        other = next(w for w in WORDS if w != word)
+        assert not CODE.check(code, f"Word {other}").right
+    assert not CODE.check(codes[0], "Word zebra").right       # not in the table
+    assert not CODE.check(codes[0], "Pair 2 and 3").right
 
 
-UNRELATED = [
-    ("What is the capital of France?", ""),
-    ("Write a haiku about the sea.", ""),
-    ("Summarize the text below in one sentence.", "The cat sat on the mat all day."),
-    ("Reverse the letters of the word below.", ""),             # needs an input
-    ("Count the letter a in the word given.", ""),
-    ("Rewrite the text below in upper case.", ""),
-    ("Reverse the letters of the word below.", "two words"),    # input not one word
-    ("Add the two numbers below.", "banana and pear"),
-    ("What is 3 plus 4?", "7 and 8"),                            # takes no input
-    ("What is 3 plus 4 plus 5?", ""),
-    ("Sort these words alphabetically: pear, apple.", ""),
-]
-
-
-@pytest.mark.parametrize("instruction,task_input", UNRELATED)
-def test_unrelated_instructions_are_not_verifiable(instruction, task_input):
-    assert recognize(instruction, task_input) is None
-    assert check(instruction, task_input, "7") is None
-
-
-def test_no_default_seed_task_is_taken_for_a_world_task():
-    assert all(recognize(s.instruction, s.input) is None for s in load_default_seeds())
-
-
-@pytest.mark.parametrize("instruction,task_input,right,wrong", [
-    ("What is 1234 plus 4321?", "", "5555", "5556"),
-    ("Calculate 12+30", "", "42", "43"),
-    ("Subtract 9 from 4.", "", "-5", "5"),
-    ("Multiply the two numbers below.", "25 and 40", "1000", "100"),
-    ("Reverse the letters of the word zebrafish.", "", "hsifarbez", "hsifarbze"),
-    ("Arrange the letters of Mango alphabetically.", "", "agmno", "gamno"),
-    ("How many times does the letter S appear in mississippi?", "", "4", "3"),
-    ("Find the biggest of these numbers: 3, 1000, 7.", "", "1000", "7"),
-    ("Convert the text below to lower case.", "Happy   BIRTHDAY", "happy birthday",
-     "Happy birthday"),
-    ("Write a short sentence that ends with the word spoon.", "",
-     "He ate soup with a spoon.", "A spoon fell down."),
-])
-def test_new_values_outside_the_vocabulary_are_judged(instruction, task_input, right, wrong):
-    assert check(instruction, task_input, right) is True
-    assert check(instruction, task_input, wrong) is False
-
-
-def test_answer_normalization_follows_each_family():
-    assert check("What is 40 plus 28?", "", " 68.\n") is True
-    assert check("What is 40 plus 28?", "", "68 apples") is False
-    assert check("What is 40 plus 28?", "", "") is False
-    assert check("Write the word garden backwards.", "", "NEDRAG") is True      # case-free
-    assert check("Convert the text below to upper case.", "red apple", "RED APPLE") is True
-    assert check("Convert the text below to upper case.", "red apple", "Red Apple") is False
-    end = "Give me a sentence whose last word is river."
-    assert check(end, "", "We sat by the river!") is True
-    assert check(end, "", "river") is False                      # not a sentence
-    assert check(end, "", "We sat by\nthe river.") is False      # not one line
-    assert check(end, "", "The river was cold.") is False
-
-
-def test_held_out_tasks_are_distinct_deterministic_and_never_drawn_for_training():
-    held = held_out_tasks(40, seed=0)
-    assert held == held_out_tasks(40, seed=0)
-    assert held != held_out_tasks(40, seed=1)
-    keys = {(t.instruction, t.input) for t in held}
-    assert len(keys) == len(held) == 40 * len(FAMILIES)
-    assert all(is_held_out(t.instruction, t.input) for t in held)
-    assert {t.family for t in held} == set(FAMILIES)
+def test_every_solution_checks_right_and_every_near_miss_wrong():
+    import random
     rng = random.Random(0)
-    train = {(t.instruction, t.input) for t in (sample_task(rng) for _ in range(20000))}
-    assert not train & keys
-    assert not any(is_held_out(*key) for key in train)
+    for fam in FAMILIES.values():
+        for t in fam.targets:
+            assert fam.solutions(t) and all(fam.check(t, s).right for s in fam.solutions(t))
+            for _ in range(3):
+                assert not fam.check(t, fam.near_miss(t, rng)).right
+                assert not fam.check(t, fam.malformed(rng)).right
+    # the factor solutions are exactly the ordered pairs in range
+    assert len(FACTOR.solutions(36)) == len([(a, b) for a in range(2, 20) for b in range(2, 20) if a * b == 36])
 
 
-def test_held_out_share_is_a_fifth_of_the_pairs():
-    rng = random.Random(5)
-    pairs = {(t.instruction, t.input) for t in (sample_task(rng, split="any") for _ in range(5000))}
-    share = sum(is_held_out(*p) for p in pairs) / len(pairs)
-    assert 0.17 < share < 0.23
+def test_split_partitions_every_family_in_fixed_shares():
+    for name, fam in FAMILIES.items():
+        groups = [SPLIT[name][t] for t in fam.targets]
+        assert set(groups) == set(GROUPS)
+        n = len(fam.targets)
+        assert groups.count("taught") == round(n / 3)
+        assert groups.count("kept_out") == round(n / 4)
+    all_pairs = {p for g in GROUPS for p in targets_in(g)}
+    assert len(all_pairs) == 133 + 40
+    assert sum(len(targets_in(g)) for g in GROUPS) == 173      # disjoint
 
 
-def test_asking_for_more_held_out_tasks_than_exist_fails_clearly():
-    with pytest.raises(ValueError, match="fewer than 200 distinct held-out tasks"):
-        held_out_tasks(200, seed=0)
+@pytest.mark.parametrize("instruction,inp,want", [
+    ("Find two numbers whose product is 24.", "", ("factor", 24, "practice")),
+    ("Find two numbers whose product is 24", "", ("factor", 24, "practice")),
+    ("Give a factor pair of 36.", "", ("factor", 36, "heldout")),
+    ("Find two numbers whose product is 23.", "", "target out of range"),
+    ("Find two numbers whose product is 400.", "", "target out of range"),
+    ("Find two numbers whose product is 24.", "x", "has an input"),
+    ("Write a poem about 24.", "", "not a world task"),
+    ("What is 4 times 6?", "", "not a world task"),
+])
+def test_parse_task(instruction, inp, want):
+    got = parse_task(instruction, inp)
+    if isinstance(want, str):
+        assert got == want
+    else:
+        assert (got.family, got.target, got.phrasing) == want
 
 
-def test_world_tasks_pass_the_loops_prompt_and_response_filters():
-    rng = random.Random(11)
-    for _ in range(3000):
-        task = sample_task(rng, split="any")
-        assert filter_prompt(ParsedTask(task.instruction, task.input)) is None, task
-        assert filter_response(task.prompt, task.output) is None, task
-
-
-def test_raw_prompt_is_the_loops_base_model_format():
-    assert raw_prompt("Add 2 and 3.") == "Add 2 and 3.\n"
-    assert raw_prompt("Add the two numbers below.", "2 and 3") == \
-        "Add the two numbers below.\n2 and 3\n"
-    assert WorldTask("add", "Add 2 and 3.", "", "5").prompt == "Add 2 and 3.\n"
-
-
-def test_vocabulary_is_short_lowercase_words_without_palindromes():
-    assert len(set(WORDS)) == len(WORDS) >= 80
-    for word in WORDS:
-        assert word.isalpha() and word.islower() and 3 <= len(word) <= 7
-        assert word != word[::-1]
-
-
-def test_bad_family_or_split_is_refused():
-    with pytest.raises(ValueError, match="unknown family"):
-        sample_task(random.Random(0), "poetry")
-    with pytest.raises(ValueError, match="split must be one of"):
-        sample_task(random.Random(0), split="test")
-    assert family_of("What is 2 times 3?") == "multiply"
+def test_code_questions_parse_in_both_phrasings():
+    code = CODE.code_of["cat"]
+    assert parse_task(f"Find the word whose code is {code}.") == WorldTask("code", code, "practice")
+    assert parse_task(f"Which word has code {code}?") == WorldTask("code", code, "heldout")
+    assert check(f"Which word has code {code}?", "", "Word cat") is True
+    assert check("Tell me a joke.", "", "Word cat") is None

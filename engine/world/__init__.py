@@ -1,15 +1,18 @@
-"""A toy world where self-improvement can be measured: tasks whose answers a program checks.
+"""A toy world with a generator-verifier gap, where the I-SHEEP loop can visibly improve a
+small model: checking an answer is a forward lookup the model knows for every input, while
+producing one is an inverse lookup it knows for only a third of the targets.
 
-  families     the task families (arithmetic, word puzzles, case, max, ending word)
-  tasks        WorldTask, sample_task, check (judges any instruction in a world phrasing),
-               the held-out split and held_out_tasks
-  corpus       the pretraining corpus in the loop's exact text formats (write_corpus)
-  seeds        seed tasks for the loop in this world (write_seed_file)
-  base_model   the world tokenizer and a random small model directory (write_world_base_dir)
-  measure      held-out accuracy, judge accuracy, correctness of kept pairs
+  families        the two inverse-lookup families (factor pairs, word codes), their checker
+  tasks           WorldTask, parse_task, check, and the split of targets into taught /
+                  practised / kept_out
+  tokenizer       one token per number and per world word
+  corpus          pretraining documents in the loop's own formats
+  seeds           the loop's seed tasks in this world
+  base_model      the world model config and a random model directory
+  measure         accuracy with stderr, judge precision / recall (plain functions)
+  model_measures  the same through a model: held-out accuracy, pass@k, the judge, synthesis
+  extension       the loop extension (run.extensions = ["engine.world.extension"])
+  report          the extension's summary lines, plot and tables
 
-    python -m engine.world base OUT_DIR [--size small] [--seed 0]
-    python -m engine.world corpus OUT.jsonl --docs 200000 [--tokenizer OUT_DIR]
-    python -m engine.world seeds OUT.jsonl [--n 36]
-    python -m engine.world heldout OUT.jsonl [--per-family 50]
+The design, why it needs a gap, and what was measured: docs/world/README.md.
 """

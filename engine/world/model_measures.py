@@ -1,154 +1,153 @@
-"""The world's measures applied to a model through an engine.LLM, with the loop's own prompts.
+"""Measures of one model in the world, through an engine.LLM and the loop's own prompts.
 
-    llm = LLM("engine/world/data/base_model", dtype="float32", device="cpu")
-    measure_model(llm)     # {"heldout": ..., "judge": {"logprob": ..., "sample": ...},
-                           #  "synthesis": ...}
+  heldout_measures   greedy accuracy on the heldout phrasing over practised, kept-out and
+                     taught targets, the practice phrasing over practised targets, and the
+                     forward facts
+  sample_answers     answers sampled at temperature 1 (the loop's response stage), checked
+  pass_at_k          share of targets with a right answer among k samples
+  judge_scores       the explain-then-score judge (the loop's judge prompt), greedy
+  synthesis_measures what the model writes from the loop's meta-prompt over the world seeds
 
-Everything here is raw text, the base model's format in the loop: held-out tasks as
-raw_prompt, judge prompts from build_assessment_prompt, synthesis from build_meta_prompt
-over the world's seed tasks. Judge scores are made the two ways the loop makes them: the
-expectation over "1||".."10||" log-probs (assessment.mode = "logprob") and the greedy
-judgement parsed by the reference rule (mode = "sample" at temperature 0).
+`prompt_of(instruction)` is the answer prompt the loop gives that model; for a base model,
+engine.training.data.format_raw_prompt.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable
 
-from engine.selfalign.assessment_prompts import build_assessment_prompt, score_continuations
-from engine.selfalign.scores import expected_score, parse_score
-from engine.selfalign.synthesis import build_meta_prompt
-from engine.world.measure import (assessed_pairs_judge_auc, heldout_accuracy, judge_accuracy,
-                                  judge_items, task_list_quality)
-from engine.world.seeds import seed_tasks_for_world
-from engine.world.tasks import WorldTask, check, held_out_tasks
+from engine.generation import SamplingParams
+from engine.selfalign.assessment_prompts import build_assessment_prompt
+from engine.selfalign.response_filters import clean_response
+from engine.selfalign.scores import parse_judgement
+from engine.selfalign.synthesis import build_meta_prompt, parse_generated_tasks
+from engine.training.data import format_raw_prompt
+from engine.world.families import FAMILIES
+from engine.world.seeds import seed_tasks
+from engine.world.measure import accuracy, group_accuracy, judge_quality
+from engine.world.tasks import WorldTask, parse_task, targets_in
 
-Triple = tuple[str, str, str]   # (instruction, input, response)
-
-
-def greedy_answers(llm, max_tokens: int = 32) -> Callable[[list[str]], list[str]]:
-    """Raw prompts -> greedy completions (heldout_accuracy's generate_fn)."""
-    from engine.generation import SamplingParams
-
-    def generate(prompts: list[str]) -> list[str]:
-        outs = llm.generate(prompts, SamplingParams(temperature=0.0, max_tokens=max_tokens),
-                            use_tqdm=False)
-        return [o.text for o in outs]
-    return generate
+ANSWER_TOKENS = 8    # "Pair 12 and 13" is 4 tokens, "Word cat" 2
 
 
-def logprob_scores(llm, triples: Sequence[Triple], kind: str) -> list[float]:
-    """Expected 1..10 score of each triple under the judge's log-probs of "N||" (the loop's
-    logprob mode), one prompt per triple and ten scored continuations each."""
-    conts = score_continuations()
-    prompts = [build_assessment_prompt(kind, *t) for t in triples]
-    flat = llm.score([p for p in prompts for _ in conts],
-                     [c for _ in prompts for c in conts.values()])
-    out = []
-    for i in range(len(prompts)):
-        row = flat[i * len(conts):(i + 1) * len(conts)]
-        out.append(expected_score({n: s.logprob for n, s in zip(conts, row)}))
+def generate(llm, prompts: list[str], temperature: float = 0.0, n: int = 1, seed: int = 0,
+             max_tokens: int = ANSWER_TOKENS, stop: list[str] | None = None) -> list[list[str]]:
+    """Each prompt's n completions, cleaned as the loop's response stage cleans them."""
+    params = SamplingParams(temperature=temperature, top_p=1.0, max_tokens=max_tokens, n=n,
+                            seed=seed, stop=stop or [])
+    outs = llm.generate(prompts, params, use_tqdm=False)
+    return [[clean_response(s.text) for s in o.outputs] for o in outs]
+
+
+def check_answers(tasks: list[WorldTask], answers: list[str]) -> list[tuple[str, bool]]:
+    return [(t.family, FAMILIES[t.family].check(t.target, a).right) for t, a in zip(tasks, answers)]
+
+
+def heldout_measures(llm, prompt_of: Callable[[str], str] = format_raw_prompt) -> dict:
+    """Greedy accuracy (with stderr, per family) of the groups the loop report shows."""
+    sets = {"practised": ("practised", "heldout"), "unseen": ("kept_out", "heldout"),
+            "taught": ("taught", "heldout"), "practised_practice_phrasing": ("practised", "practice")}
+    tasks = {name: [WorldTask(f, t, phrasing) for f, t in targets_in(group)]
+             for name, (group, phrasing) in sets.items()}
+    flat = [t for ts in tasks.values() for t in ts]
+    facts = [(q, a) for fam in FAMILIES.values() for q, a in fam.forward_facts()]
+    answers = generate(llm, [prompt_of(t.instruction) for t in flat] + [prompt_of(q) for q, _ in facts])
+    answers = [a[0] for a in answers]
+    out, k = {}, 0
+    for name, ts in tasks.items():
+        out[name] = group_accuracy(check_answers(ts, answers[k:k + len(ts)]))
+        k += len(ts)
+    out["forward"] = accuracy([a == want for (_, want), a in zip(facts, answers[k:])])
     return out
 
 
-def sampled_scores(llm, triples: Sequence[Triple], kind: str, max_tokens: int = 16,
-                   temperature: float = 0.0, seed: int = 0) -> list[int | None]:
-    """The judge's written score ("9||..."), parsed by the reference rule; None if none."""
-    from engine.generation import SamplingParams
-
-    prompts = [build_assessment_prompt(kind, *t) for t in triples]
-    params = [SamplingParams(temperature=temperature, max_tokens=max_tokens, seed=seed + i)
-              for i in range(len(prompts))]
-    return [parse_score(o.text) for o in llm.generate(prompts, params, use_tqdm=False)]
+def sample_answers(llm, tasks: list[WorldTask], k: int, seed: int,
+                   prompt_of: Callable[[str], str] = format_raw_prompt) -> list[list[str]]:
+    """k answers per task at temperature 1, top_p 1."""
+    return generate(llm, [prompt_of(t.instruction) for t in tasks], temperature=1.0, n=k, seed=seed)
 
 
-def judge_fn(llm, mode: str, kinds: Sequence[str] = ("quality", "following"),
-             max_tokens: int = 16) -> Callable[[list[Triple]], list[float | None]]:
-    """judge_accuracy's score_fn: the lowest score over `kinds` (a pair passes the loop's
-    "both" level when its lowest score clears the threshold); None if any is unparsed."""
-    if mode not in ("logprob", "sample"):
-        raise ValueError(f"judge mode must be 'logprob' or 'sample', got {mode!r}")
-
-    def score(triples: list[Triple]) -> list[float | None]:
-        per_kind = [logprob_scores(llm, triples, k) if mode == "logprob"
-                    else sampled_scores(llm, triples, k, max_tokens) for k in kinds]
-        return [None if any(v is None for v in vals) else min(vals) for vals in zip(*per_kind)]
-    return score
+def pass_at_k(tasks: list[WorldTask], samples: list[list[str]]) -> dict:
+    """Share of tasks with at least one right answer among their samples, per family."""
+    return group_accuracy((t.family, any(FAMILIES[t.family].check(t.target, s).right for s in ss))
+                          for t, ss in zip(tasks, samples))
 
 
-def sample_answers(llm, tasks: Sequence[WorldTask], samples: int = 1, seed: int = 0,
-                   temperature: float = 1.0, top_p: float = 0.95,
-                   max_tokens: int = 32) -> list[tuple[WorldTask, str, bool]]:
-    """(task, response, right) for `samples` answers to each task, sampled as the loop's
-    response stage samples (world.toml: temperature 1.0, top_p 0.95, 32 tokens), cleaned as
-    it cleans them, and judged by the checker."""
-    from engine.generation import SamplingParams
-    from engine.selfalign.response_filters import clean_response
-
-    outs = llm.generate([t.prompt for t in tasks],
-                        SamplingParams(temperature=temperature, top_p=top_p, max_tokens=max_tokens,
-                                       n=samples, seed=seed), use_tqdm=False)
-    answers = []
-    for task, out in zip(tasks, outs):
-        for sample in out.outputs:
-            response = clean_response(sample.text)
-            answers.append((task, response, bool(check(task.instruction, task.input, response))))
-    return answers
+def judge_scores(llm, triples: list[tuple[str, str, str]], kind: str = "quality",
+                 max_tokens: int = 24) -> tuple[list[int | None], list[str]]:
+    """Greedy explain-then-score judgements of (instruction, input, response) triples with
+    the loop's judge prompt: (scores, texts); a score is None when the text has none."""
+    prompts = [build_assessment_prompt(kind, i, x, r, judge_format="explain_first")
+               for i, x, r in triples]
+    texts = [t[0] for t in generate(llm, prompts, max_tokens=max_tokens)]
+    return [parse_judgement(t, "explain_first") for t in texts], texts
 
 
-def judge_on_own_answers(llm, tasks_per_family: int = 12, samples: int = 4, seed: int = 3) -> dict:
-    """The judge where the loop needs it: the model answers held-out tasks as the loop's
-    response stage samples (`samples` answers each), then grades those answers in logprob
-    mode (lowest of quality and following). Returns assessed_pairs_judge_auc overall and by
-    family, plus right_share, the share of answers the checker accepts."""
-    answers = sample_answers(llm, held_out_tasks(tasks_per_family, seed=seed), samples, seed)
-    triples = [(t.instruction, t.input, r) for t, r, _ in answers]
-    per_kind = {k: logprob_scores(llm, triples, k) for k in ("quality", "following")}
-    records = [{"family": t.family, "instruction": t.instruction, "input": t.input,
-                "response": r, "logprob_scores": {k: v[i] for k, v in per_kind.items()}}
-               for i, (t, r, _) in enumerate(answers)]
-    result = assessed_pairs_judge_auc(records)
-    result["right_share"] = result["right"] / max(1, result["right"] + result["wrong"])
-    result["by_family"] = {f: assessed_pairs_judge_auc([r for r in records if r["family"] == f])
-                           for f in sorted({r["family"] for r in records})}
-    return result
+def judge_on_samples(tasks: list[WorldTask], samples: list[list[str]],
+                     scores: list[int | None], threshold: float) -> dict:
+    """judge_quality of keep = score > threshold over the distinct (task, answer) pairs
+    (the order judge_triples gives), plus the unparsed count."""
+    pairs = distinct_pairs(tasks, samples)
+    right = [FAMILIES[t.family].check(t.target, a).right for t, a in pairs]
+    kept = [s is not None and s > threshold for s in scores]
+    return {**judge_quality(right, kept), "unparsed": sum(s is None for s in scores),
+            "threshold": threshold}
 
 
-def synthesis_continuations(llm, n_meta_prompts: int, max_tokens: int = 100, seed: int = 0,
-                            num_examples: int = 5, n_seeds: int = 36) -> list[tuple[str, str]]:
-    """(text, finish_reason) of the model continuing n meta-prompts over the world's seeds,
-    sampled as the loop samples (temperature 1.0, top_p 0.95, stop at item 20)."""
-    from engine.generation import SamplingParams
+def distinct_pairs(tasks: list[WorldTask], samples: list[list[str]]) -> list[tuple[WorldTask, str]]:
+    """(task, answer) once per distinct answer of each task, as the loop deduplicates."""
+    return [(t, a) for t, ss in zip(tasks, samples) for a in dict.fromkeys(ss)]
 
-    seeds = seed_tasks_for_world(n_seeds)
+
+def synthesis_measures(llm, n_prompts: int, seed: int, max_tokens: int = 200,
+                       num_examples: int = 5) -> dict:
+    """Parse what the model writes after n_prompts meta-prompts over the world seeds: tasks
+    per prompt, and how many are world tasks by family, out of range, kept out or not world."""
     rng = random.Random(f"world-synthesis-{seed}")
-    metas = [build_meta_prompt(seeds, rng, num_examples=num_examples)
-             for _ in range(n_meta_prompts)]
-    params = [SamplingParams(temperature=1.0, top_p=0.95, max_tokens=max_tokens, stop=["\n20."],
-                             seed=seed * 100_003 + i) for i in range(len(metas))]
-    return [(o.text, o.finish_reason) for o in llm.generate(metas, params, use_tqdm=False)]
+    seeds = seed_tasks()
+    prompts = [build_meta_prompt(seeds, rng, num_examples) for _ in range(n_prompts)]
+    params = SamplingParams(temperature=1.0, top_p=0.95, max_tokens=max_tokens, stop=["\n20."],
+                            seed=seed)
+    outs = llm.generate(prompts, params, use_tqdm=False)
+    kinds: Counter = Counter()
+    for o in outs:
+        for task in parse_generated_tasks(o.text, num_examples, o.outputs[0].finish_reason):
+            parsed = parse_task(task.instruction, task.input)
+            if isinstance(parsed, str):
+                kinds[parsed] += 1
+            elif parsed.group == "kept_out":
+                kinds["kept-out target"] += 1
+            else:
+                kinds[f"{parsed.family} ({parsed.phrasing}, {parsed.group})"] += 1
+    return {"meta_prompts": n_prompts, "tasks": sum(kinds.values()),
+            "tasks_per_prompt": round(sum(kinds.values()) / max(1, n_prompts), 2),
+            "by_kind": dict(kinds.most_common())}
 
 
-def measure_model(llm, heldout_per_family: int = 20, judge_per_family: int = 10,
-                  meta_prompts: int = 32, synthesis_max_tokens: int = 100,
-                  threshold: float = 8.0, seed: int = 0) -> dict:
-    """The three things a base model for the loop must do, measured with the checker.
+def measure_base_model(llm, seed: int = 0, pass_k: int = 8, threshold: float = 8.0,
+                       judge: Callable | None = None) -> dict:
+    """M_0's record: held-out measures, pass@k on never-inverted targets (practice phrasing),
+    the judge on its own distinct samples, and synthesis.
 
-    heldout    greedy accuracy per family on held_out_tasks(heldout_per_family, seed)
-    judge      judge_accuracy (AUC, accuracy at `threshold`, ...) over one right and one
-               wrong answer per task of held_out_tasks(judge_per_family, seed), for the
-               logprob and the sampled score, each the lowest of quality and following
-    judge_own  judge_on_own_answers: the AUC on the model's own sampled answers
-    synthesis  task_list_quality of `meta_prompts` sampled continuations
-    """
-    tasks = held_out_tasks(heldout_per_family, seed=seed)
-    items = judge_items(held_out_tasks(judge_per_family, seed=seed), seed=seed)
-    return {
-        "heldout": heldout_accuracy(greedy_answers(llm), tasks),
-        "judge": {mode: judge_accuracy(judge_fn(llm, mode), items, threshold)
-                  for mode in ("logprob", "sample")},
-        "judge_own": judge_on_own_answers(llm, seed=seed + 3),
-        "synthesis": task_list_quality(
-            synthesis_continuations(llm, meta_prompts, synthesis_max_tokens, seed)),
-    }
+    judge: [(instruction, input, response)] -> [score or None] (the loop's judge); default
+    judge_scores, greedy with the quality prompt."""
+    record = {"heldout": heldout_measures(llm)}
+    tasks = [WorldTask(f, t) for f, t in targets_in("practised") + targets_in("kept_out")]
+    samples = sample_answers(llm, tasks, pass_k, seed)
+    record["samples"] = {"k": pass_k, "pass_at_k": pass_at_k(tasks, samples),
+                         "sample_accuracy": group_accuracy(
+                             (t.family, FAMILIES[t.family].check(t.target, s).right)
+                             for t, ss in zip(tasks, samples) for s in ss)}
+    pairs = distinct_pairs(tasks, samples)
+    triples = [(t.instruction, "", a) for t, a in pairs]
+    if judge is None:
+        scores, texts = judge_scores(llm, triples)
+        record["judge_examples"] = [{"instruction": t.instruction, "response": a, "judge": x}
+                                    for (t, a), x in list(zip(pairs, texts))[:6]]
+    else:
+        scores = judge(triples)
+    record["judge_own_samples"] = judge_on_samples(tasks, samples, scores, threshold)
+    record["synthesis"] = synthesis_measures(llm, 24, seed)
+    return record
