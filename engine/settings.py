@@ -135,7 +135,7 @@ def apply_mapping(obj, mapping: dict, source: str, sources: dict | None = None,
 
 def _resolve(value: str, base_dir: Path) -> Path:
     p = Path(value).expanduser()
-    return p if p.is_absolute() else (base_dir / p)
+    return p if p.is_absolute() else (base_dir / p).resolve()
 
 
 def parse_override(item: str, source: str = "command line") -> tuple[str, Any]:

@@ -51,8 +51,11 @@ def main(argv: list[str] | None = None) -> int:
         if flag is not None:
             overrides.append(f"{key}={flag}")
     rank = int(os.environ.get("RANK", "0"))
-    logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING,
-                        format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    # our loggers only: libraries' INFO chatter (e.g. huggingface_hub's saves) stays out
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S"))
+    logging.getLogger("sheep").addHandler(handler)
+    logging.getLogger("sheep").setLevel(logging.INFO if rank == 0 else logging.WARNING)
     from engine.errors import USER_ERRORS
     from engine.selfalign.settings import load_config
 
