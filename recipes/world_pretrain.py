@@ -1,6 +1,17 @@
 """Pretrain the toy world's base model M_0 on the CPU with the project's trainer, and measure it.
 
-    OMP_NUM_THREADS=1 python recipes/world_pretrain.py          # ~12 min on one thread
+The shipped M_0 (engine/world/data/base_model, record in base_model.json) takes two runs,
+3.1M tokens in all (~13 min on one idle thread at the 3.8-4.7k tokens/s we saw on a quiet
+core; 37 min on 2 cores shared with other jobs):
+
+    # stage 1: a random model on 48k documents of the default mix (2089 steps)
+    OMP_NUM_THREADS=1 python recipes/world_pretrain.py --out runs/world_stage1 \
+        --work runs/world_pretrain_1 --skip-measure
+    # stage 2: 30k judge-heavy documents from stage 1 (1210 steps): the verdict's comparison
+    # of two tokens is the slowest thing to learn (in-distribution verdicts 0.82 -> 0.99)
+    OMP_NUM_THREADS=1 python recipes/world_pretrain.py --init runs/world_stage1 --seed 1 \
+        --docs 30000 --mix 0.2,0.13,0.55,0.11,0.01 --lr 1e-3 --warmup 20 --work runs/world_pretrain_2
+
     python recipes/world_pretrain.py --docs 3000 --out /tmp/m0   # a quick pilot
     python recipes/world_pretrain.py --measure-only              # re-measure the shipped model
 
