@@ -299,7 +299,7 @@ def cpu_case(name: str, model: CausalLM, hf, n_prompts: int, lens: tuple[int, in
              new_tokens: int, profile_path: Path | None) -> dict:
     cfg = model.config
     prompts, _ = random_requests(n_prompts, lens, lens, cfg.vocab_size)
-    llm = LLM(model, None, max_num_seqs=max(n_prompts, 1))
+    llm = LLM(model, None, max_num_seqs=max(n_prompts, 1), kv_cache_bytes=512 * 2**20)
     greedy = SamplingParams(temperature=0.0, max_tokens=new_tokens, ignore_eos=True)
     llm.generate(prompts[:4], SamplingParams(temperature=0.0, max_tokens=2), use_tqdm=False)  # warm
     llm.update_weights()       # clears the prefix cache: the timed run computes every prompt

@@ -1,0 +1,115 @@
+"""The fast CPU backend: every sequence of a step in one batched torch call, no Python loop.
+
+The reference ops (kernels/*_reference) run one SDPA per sequence; on a CPU the per-call
+overhead of that loop outweighs the arithmetic of a small model. Here a step's sequences are
+padded to its longest one instead: packed tokens scatter into a [S, L, H, D] batch with one
+index, paged K/V is gathered with one index over the block tables, and one masked SDPA per
+layer computes everything. Results match the references to float rounding (tests in
+tests/test_cpu_backend.py); the references stay the readable oracle. `engine.ops` serves
+these under the backend name "cpu", the default for CPU tensors.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def _positions_in_sequences(cu_seqlens: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """cu_seqlens [S+1] -> (sequence of each packed token [n], its offset within it [n])."""
+    starts = cu_seqlens[:-1].long()
+    lens = cu_seqlens[1:].long() - starts
+    seq = torch.repeat_interleave(torch.arange(len(lens), device=cu_seqlens.device), lens,
+                                  output_size=n)
+    return seq, torch.arange(n, device=cu_seqlens.device) - starts[seq]
+
+
+def _gather_pages(cache: torch.Tensor, block_tables: torch.Tensor, num_keys: int) -> torch.Tensor:
+    """cache [num_blocks, block_size, Hk, D], block_tables [S, >= blocks] -> [S, Hk, L, D],
+    L = num_keys rounded up to whole blocks (one index over every sequence's pages)."""
+    width = -(-num_keys // cache.shape[1])
+    pages = cache[block_tables[:, :width].long()]                  # [S, W, bs, Hk, D]
+    s, w, bs, hk, d = pages.shape
+    return pages.view(s, w * bs, hk, d).transpose(1, 2)
+
+
+def _sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
+          scale: float, causal: bool = False) -> torch.Tensor:
+    """q [S, Hq, Lq, D], k, v [S, Hk, Lk, D] (Hq a multiple of Hk) -> [S, Hq, Lq, D]."""
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal, scale=scale,
+                                          enable_gqa=q.shape[1] != k.shape[1])
+
+
+def varlen_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqlens_q: torch.Tensor,
+                     cu_seqlens_k: torch.Tensor, scale: float,
+                     block_tables: torch.Tensor | None = None) -> torch.Tensor:
+    """Same contract as kernels.attention.varlen_attention_reference: causal attention over
+    packed sequences, q [Nq, Hq, D]; k, v packed [Nk, Hk, D] or, with block_tables
+    [S, max_blocks], paged caches [num_blocks, block_size, Hk, D]; queries are the last
+    len_q(s) positions of their sequence. -> [Nq, Hq, D] in q.dtype (differentiable)."""
+    n, hq, d = q.shape
+    num_seqs = cu_seqlens_q.shape[0] - 1
+    len_q = (cu_seqlens_q[1:] - cu_seqlens_q[:-1]).long()
+    len_k = (cu_seqlens_k[1:] - cu_seqlens_k[:-1]).long()
+    max_q, max_k = int(len_q.max()), int(len_k.max())
+    if block_tables is None and max_q * num_seqs == n and bool((len_k == len_q).all()):
+        # equal lengths, keys packed like the queries (training, dense forward): no padding
+        qs = q.view(num_seqs, max_q, hq, d).transpose(1, 2)
+        ks = k.view(num_seqs, max_q, -1, d).transpose(1, 2)
+        vs = v.view(num_seqs, max_q, -1, d).transpose(1, 2)
+        o = _sdpa(qs, ks, vs, None, scale, causal=True)
+        return o.transpose(1, 2).reshape(n, hq, d)
+    seq_q, off_q = _positions_in_sequences(cu_seqlens_q, n)
+    qs = q.new_zeros(num_seqs, max_q, hq, d).index_put((seq_q, off_q), q).transpose(1, 2)
+    if block_tables is None:
+        seq_k, off_k = _positions_in_sequences(cu_seqlens_k, k.shape[0])
+        hk = k.shape[1]
+        ks = k.new_zeros(num_seqs, max_k, hk, d).index_put((seq_k, off_k), k).transpose(1, 2)
+        vs = v.new_zeros(num_seqs, max_k, hk, d).index_put((seq_k, off_k), v).transpose(1, 2)
+    else:
+        ks = _gather_pages(k, block_tables, max_k).to(q.dtype)
+        vs = _gather_pages(v, block_tables, max_k).to(q.dtype)
+    # bottom-right causal: query i of s sees keys j <= i + len_k(s) - len_q(s), j < len_k(s)
+    i = torch.arange(max_q, device=q.device)[None, :, None]
+    j = torch.arange(ks.shape[2], device=q.device)[None, None, :]
+    mask = (j <= i + (len_k - len_q)[:, None, None]) & (j < len_k[:, None, None])
+    o = _sdpa(qs, ks, vs, mask[:, None], scale)
+    return o.transpose(1, 2)[seq_q, off_q]
+
+
+def paged_decode_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
+                           block_tables: torch.Tensor, context_lens: torch.Tensor,
+                           scale: float) -> torch.Tensor:
+    """Same contract as kernels.paged_attention.paged_decode_attention_reference: q [B, Hq, D],
+    caches [num_blocks, block_size, Hk, D], block_tables [B, max_blocks] int32, context_lens
+    [B] int32 -> [B, Hq, D]. One gather of every sequence's pages, one masked SDPA."""
+    b, hq, d = q.shape
+    lens = context_lens.long()
+    ks = _gather_pages(k_cache, block_tables, int(lens.max())).to(q.dtype)
+    vs = _gather_pages(v_cache, block_tables, int(lens.max())).to(q.dtype)
+    mask = torch.arange(ks.shape[2], device=q.device)[None, :] < lens[:, None]
+    o = _sdpa(q[:, :, None], ks, vs, mask[:, None, None], scale)
+    return o.view(b, hq, d)
+
+
+def store_kvcache(k: torch.Tensor, v: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
+                  slot_mapping: torch.Tensor) -> None:
+    """Same contract as kernels.kv_store.store_kvcache_reference (slot -1: skip): one
+    index_copy_ per cache when no slot is skipped."""
+    slots = slot_mapping.long()
+    if bool((slots < 0).any()):
+        keep = slots >= 0
+        slots, k, v = slots[keep], k[keep], v[keep]
+    k_cache.view(-1, *k_cache.shape[2:]).index_copy_(0, slots, k.to(k_cache.dtype))
+    v_cache.view(-1, *v_cache.shape[2:]).index_copy_(0, slots, v.to(v_cache.dtype))
+
+
+def rope(q: torch.Tensor, k: torch.Tensor, positions: torch.Tensor,
+         cos_sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Same contract as kernels.rope.rope_reference; q and k rotate together in one pass."""
+    hq, half = q.shape[1], q.shape[-1] // 2
+    cs = cos_sin[positions.long()]
+    cos, sin = cs[:, None, :half], cs[:, None, half:]
+    x = torch.cat((q, k), dim=1).float()
+    x1, x2 = x[..., :half], x[..., half:]
+    out = torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)
+    return out[:, :hq].to(q.dtype), out[:, hq:].to(k.dtype)
