@@ -162,14 +162,17 @@ def run_hf_generate(hf, prompts, max_new, device: torch.device, batch: int) -> d
     generates to its longest and only each prompt's own length counts)."""
     import transformers
     lens = max_new if isinstance(max_new, list) else [max_new] * len(prompts)
+    # no eos at all (a checkpoint's generation_config would otherwise bring its own back):
+    # every row runs to its length, as the engine's ignore_eos requests do
+    hf.generation_config.eos_token_id = None
     sync(device)
     t = time.perf_counter()
     tokens, token_ids = 0, []
     for i in range(0, len(prompts), batch):
         chunk, want = prompts[i:i + batch], lens[i:i + batch]
         ids, mask = _left_padded(chunk, device)
-        cfg = transformers.GenerationConfig(max_new_tokens=max(want), min_new_tokens=max(want),
-                                            do_sample=False, eos_token_id=None, pad_token_id=0)
+        cfg = transformers.GenerationConfig(max_new_tokens=max(want), do_sample=False,
+                                            eos_token_id=None, pad_token_id=0)
         with torch.no_grad():
             out = hf.generate(input_ids=ids, attention_mask=mask, generation_config=cfg)
         tokens += sum(want)

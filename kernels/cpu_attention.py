@@ -26,10 +26,12 @@ def _positions_in_sequences(cu_seqlens: torch.Tensor, n: int) -> tuple[torch.Ten
 def _gather_pages(cache: torch.Tensor, block_tables: torch.Tensor, num_keys: int) -> torch.Tensor:
     """cache [num_blocks, block_size, Hk, D], block_tables [S, >= blocks] -> [S, Hk, L, D],
     L = num_keys rounded up to whole blocks (one index over every sequence's pages)."""
-    width = -(-num_keys // cache.shape[1])
-    pages = cache[block_tables[:, :width].long()]                  # [S, W, bs, Hk, D]
-    s, w, bs, hk, d = pages.shape
-    return pages.view(s, w * bs, hk, d).transpose(1, 2)
+    nb, bs, hk, d = cache.shape
+    width = -(-num_keys // bs)
+    index = block_tables[:, :width].reshape(-1).long()
+    # index_select copies whole pages; advanced indexing would compute every element's offset
+    pages = cache.view(nb, bs * hk * d).index_select(0, index)
+    return pages.view(block_tables.shape[0], width * bs, hk, d).transpose(1, 2)
 
 
 def _sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
@@ -60,6 +62,12 @@ def varlen_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqle
         return o.transpose(1, 2).reshape(n, hq, d)
     seq_q, off_q = _positions_in_sequences(cu_seqlens_q, n)
     qs = q.new_zeros(num_seqs, max_q, hq, d).index_put((seq_q, off_q), q).transpose(1, 2)
+    if block_tables is None and bool((len_k == len_q).all()):
+        # keys packed like the queries: padding sits after each sequence's last query, so
+        # plain causal attention is exact for every real row (padded rows are dropped)
+        ks = k.new_zeros(num_seqs, max_q, *k.shape[1:]).index_put((seq_q, off_q), k).transpose(1, 2)
+        vs = v.new_zeros(num_seqs, max_q, *v.shape[1:]).index_put((seq_q, off_q), v).transpose(1, 2)
+        return _sdpa(qs, ks, vs, None, scale, causal=True).transpose(1, 2)[seq_q, off_q]
     if block_tables is None:
         seq_k, off_k = _positions_in_sequences(cu_seqlens_k, k.shape[0])
         hk = k.shape[1]
