@@ -49,7 +49,8 @@ class EngineConfig:
     enable_prefix_caching: bool = True
     enforce_eager: bool = False                # no CUDA graphs
     truncate_prompts: bool = False
-    data_parallel: bool = True                 # shard requests over an initialized process group
+    data_parallel: bool = False                # True: shard requests over the process group;
+                                               # then every rank must make the same calls
     seed: int = 0
 
 
@@ -60,7 +61,7 @@ class LLM:
                  max_model_len: int | None = None, kv_cache_bytes: int | None = None,
                  gpu_memory_utilization: float = 0.9, enable_prefix_caching: bool = True,
                  enforce_eager: bool = False, truncate_prompts: bool = False,
-                 data_parallel: bool = True, seed: int = 0):
+                 data_parallel: bool = False, seed: int = 0):
         self.cfg = EngineConfig(block_size, max_num_seqs, max_num_batched_tokens, max_model_len,
                                 kv_cache_bytes, gpu_memory_utilization, enable_prefix_caching,
                                 enforce_eager, truncate_prompts, data_parallel, seed)
@@ -314,8 +315,12 @@ def _resolve_model(model, tokenizer, dtype, device) -> tuple[CausalLM, object]:
         if device is None:
             device = _default_device()
         loaded = load_model(path, dtype=dtype, device=device)
-        if tokenizer is None and (path / "tokenizer.json").is_file():
-            tokenizer = Tokenizer.from_pretrained(path)
+        if tokenizer is None:
+            if (path / "tokenizer.json").is_file():
+                tokenizer = Tokenizer.from_pretrained(path)
+            else:
+                warnings.warn(f"{path / 'tokenizer.json'} not found: this LLM has no tokenizer, so it "
+                              "takes token-id prompts only and returns no text (pass tokenizer=...)")
         return loaded, tokenizer
     if not isinstance(model, CausalLM):
         raise TypeError(f"LLM(model=...) takes a checkpoint path or a CausalLM, got {type(model).__name__}")
