@@ -53,26 +53,27 @@ def varlen_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqle
     len_q = (cu_seqlens_q[1:] - cu_seqlens_q[:-1]).long()
     len_k = (cu_seqlens_k[1:] - cu_seqlens_k[:-1]).long()
     max_q, max_k = int(len_q.max()), int(len_k.max())
-    if block_tables is None and max_q * num_seqs == n and bool((len_k == len_q).all()):
-        # equal lengths, keys packed like the queries (training, dense forward): no padding
-        qs = q.view(num_seqs, max_q, hq, d).transpose(1, 2)
-        ks = k.view(num_seqs, max_q, -1, d).transpose(1, 2)
-        vs = v.view(num_seqs, max_q, -1, d).transpose(1, 2)
-        o = _sdpa(qs, ks, vs, None, scale, causal=True)
-        return o.transpose(1, 2).reshape(n, hq, d)
+    keys_like_queries = block_tables is None and bool((len_k == len_q).all())
+    if keys_like_queries and max_q * num_seqs == n:
+        # equal lengths (training, the dense forward): the packed stream is the batch
+        qs, ks, vs = (x.reshape(num_seqs, max_q, x.shape[1], d).transpose(1, 2) for x in (q, k, v))
+        return _sdpa(qs, ks, vs, None, scale, causal=True).transpose(1, 2).reshape(n, hq, d)
     seq_q, off_q = _positions_in_sequences(cu_seqlens_q, n)
-    qs = q.new_zeros(num_seqs, max_q, hq, d).index_put((seq_q, off_q), q).transpose(1, 2)
-    if block_tables is None and bool((len_k == len_q).all()):
-        # keys packed like the queries: padding sits after each sequence's last query, so
-        # plain causal attention is exact for every real row (padded rows are dropped)
-        ks = k.new_zeros(num_seqs, max_q, *k.shape[1:]).index_put((seq_q, off_q), k).transpose(1, 2)
-        vs = v.new_zeros(num_seqs, max_q, *v.shape[1:]).index_put((seq_q, off_q), v).transpose(1, 2)
-        return _sdpa(qs, ks, vs, None, scale, causal=True).transpose(1, 2)[seq_q, off_q]
+
+    def padded(x: torch.Tensor, seq: torch.Tensor, off: torch.Tensor, length: int) -> torch.Tensor:
+        """packed [N, H, D] -> [S, H, length, D], zeros after each sequence's end"""
+        return x.new_zeros(num_seqs, length, *x.shape[1:]).index_put((seq, off), x).transpose(1, 2)
+
+    qs = padded(q, seq_q, off_q, max_q)
+    if keys_like_queries:
+        # padding sits after each sequence's last query, so plain causal attention is exact
+        # for every real row (padded rows are dropped)
+        o = _sdpa(qs, padded(k, seq_q, off_q, max_q), padded(v, seq_q, off_q, max_q), None, scale,
+                  causal=True)
+        return o.transpose(1, 2)[seq_q, off_q]
     if block_tables is None:
         seq_k, off_k = _positions_in_sequences(cu_seqlens_k, k.shape[0])
-        hk = k.shape[1]
-        ks = k.new_zeros(num_seqs, max_k, hk, d).index_put((seq_k, off_k), k).transpose(1, 2)
-        vs = v.new_zeros(num_seqs, max_k, hk, d).index_put((seq_k, off_k), v).transpose(1, 2)
+        ks, vs = padded(k, seq_k, off_k, max_k), padded(v, seq_k, off_k, max_k)
     else:
         ks = _gather_pages(k, block_tables, max_k).to(q.dtype)
         vs = _gather_pages(v, block_tables, max_k).to(q.dtype)

@@ -168,3 +168,12 @@ def test_fast_path_scores_and_probes_like_the_reference_path(checkpoint, restore
     for a, b in zip(scores_f, scores_r):
         assert a == pytest.approx(b, abs=1e-5)
     assert [list(p) for p in probes_f] == [list(p) for p in probes_r]
+
+
+def test_varlen_with_packed_keys_longer_than_queries_matches_reference():
+    g = torch.Generator().manual_seed(4)
+    len_q, len_k = [2, 7, 1], [9, 7, 4]
+    q, k, v = _packed(len_q, 4, 16, g), _packed(len_k, 4, 16, g), _packed(len_k, 4, 16, g)
+    want = varlen_attention_reference(q, k, v, _cu(len_q), _cu(len_k), 0.25)
+    got = fast.varlen_attention(q, k, v, _cu(len_q), _cu(len_k), 0.25)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)

@@ -62,6 +62,18 @@ class _HostBuffers:
         self.np = {k: v.numpy() for k, v in self.host.items()}
         self.dev = (self.host if device.type == "cpu" else
                     {k: torch.zeros_like(v, device=device) for k, v in self.host.items()})
+        self._sent = torch.cuda.Event() if device.type == "cuda" else None
+
+    def writable(self) -> None:
+        """Wait until the last step's copies have read the host buffers (usually long done:
+        each sampling step ends with the device->host copy of its tokens)."""
+        if self._sent is not None:
+            self._sent.synchronize()
+
+    def sent(self) -> None:
+        """Mark the end of a step's copies."""
+        if self._sent is not None:
+            self._sent.record()
 
     def send(self, name: str, rows: int, cols: int | None = None) -> torch.Tensor:
         """The device tensor of the first `rows` (and `cols`) entries of buffer `name`."""
@@ -81,7 +93,8 @@ class ModelRunner:
         self.block_size = block_size
         self.max_model_len = max_model_len
         self.max_blocks_per_seq = -(-max_model_len // block_size)
-        self.logits_chunk = max(1, max_num_seqs)
+        # rows of logits computed at once for log-probs: about 64 MiB of fp32 logits
+        self.logits_chunk = max(1, max_num_seqs, 2**24 // model.config.vocab_size)
         self.kv_cache, self.kv_caches = allocate_kv_cache(model.config, num_blocks, block_size,
                                                           model.dtype, self.device)
         self.buffers = _HostBuffers(self.device, max(max_num_batched_tokens, max_num_seqs),
@@ -115,8 +128,12 @@ class ModelRunner:
     # --- batch preparation ----------------------------------------------------------------
     def prepare(self, batch: ScheduledBatch) -> tuple[torch.Tensor, torch.Tensor, AttentionMetadata, _Rows]:
         """Flat step tensors: input ids [N], positions [N], attention metadata, logit rows."""
-        if batch.is_decode:
-            return self._prepare_decode(batch)
+        self.buffers.writable()
+        step = self._prepare_decode(batch) if batch.is_decode else self._prepare_prefill(batch)
+        self.buffers.sent()
+        return step
+
+    def _prepare_prefill(self, batch: ScheduledBatch):
         self._table_owner = []                      # the next decode step rebuilds its rows
         buf, bs = self.buffers.np, self.block_size
         n, cu_q, cu_k = 0, [0], [0]
@@ -245,6 +262,7 @@ class ModelRunner:
         if not self._sampling.all_greedy:
             self.buffers.np["steps"][:b] = [s.num_completion_tokens for s in seqs]
             steps = self.buffers.send("steps", b)
+            self.buffers.sent()
         out.sampled_rows = [i for i, _ in picks]
         out.sampled = self._sampling.sample(logits, steps).tolist()
 
