@@ -122,3 +122,75 @@ def rope(q: torch.Tensor, k: torch.Tensor, positions: torch.Tensor,
     x1, x2 = x[..., :half], x[..., half:]
     out = torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)
     return out[:, :hq].to(q.dtype), out[:, hq:].to(k.dtype)
+
+
+class DenseDecodeKV:
+    """Decode steps without re-gathering the paged cache: a dense copy of each decoding
+    sequence's K/V ([B, Hk, capacity, D] per layer), built from the pages once per batch
+    composition and then extended by one row a step.
+
+    Paged decode re-reads and copies every page each step; on a CPU that copy costs as much as
+    the attention itself. The paged cache stays the source of truth (every new row is stored
+    there too), so prefix caching and preemption are unaffected; the copy is dropped whenever
+    the batch changes in any way but losing sequences.
+    """
+
+    def __init__(self, max_bytes: int = 2**30):
+        self.max_bytes = max_bytes
+        self.seq_ids: list[int] = []
+        self.k: list[torch.Tensor] = []
+        self.v: list[torch.Tensor] = []
+
+    def reset(self) -> None:
+        self.seq_ids, self.k, self.v = [], [], []
+
+    def prepare(self, kv_caches, seq_ids: list[int], block_tables: torch.Tensor,
+                positions: torch.Tensor) -> bool:
+        """Before a decode step of sequences `seq_ids` writing at `positions` [B] (long):
+        bring the dense copy up to date. False (and no copy) when it would not fit."""
+        num_keys = int(positions.max()) + 1
+        capacity = self.k[0].shape[2] if self.k else 0
+        if seq_ids != self.seq_ids or num_keys > capacity:
+            keep = _kept_rows(self.seq_ids, seq_ids) if num_keys <= capacity else None
+            if keep is not None:
+                index = torch.tensor(keep)
+                self.k = [x.index_select(0, index) for x in self.k]
+                self.v = [x.index_select(0, index) for x in self.v]
+            else:
+                k_cache = kv_caches[0][0]
+                block_size, hk, d = k_cache.shape[1:]
+                capacity = -(-(num_keys + 4 * block_size) // block_size) * block_size
+                row_bytes = 2 * len(kv_caches) * hk * d * k_cache.element_size()
+                if len(seq_ids) * capacity * row_bytes > self.max_bytes:
+                    self.reset()
+                    return False
+                width = capacity // block_size
+                tables = torch.zeros(len(seq_ids), width, dtype=block_tables.dtype)
+                tables[:, :block_tables.shape[1]] = block_tables[:, :width]
+                self.k = [_gather_pages(kc, tables, capacity).contiguous() for kc, _ in kv_caches]
+                self.v = [_gather_pages(vc, tables, capacity).contiguous() for _, vc in kv_caches]
+            self.seq_ids = list(seq_ids)
+        self.rows = torch.arange(len(seq_ids))
+        self.positions = positions
+        self.num_keys = num_keys
+        self.mask = (torch.arange(num_keys)[None, :] <= positions[:, None])[:, None, None]
+        return True
+
+    def attend(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+               scale: float) -> torch.Tensor:
+        """q [B, Hq, D], this step's k, v [B, Hk, D] -> [B, Hq, D] over the whole context."""
+        ks, vs = self.k[layer], self.v[layer]
+        ks[self.rows, :, self.positions] = k.to(ks.dtype)
+        vs[self.rows, :, self.positions] = v.to(vs.dtype)
+        n = self.num_keys
+        o = _sdpa(q[:, :, None], ks[:, :, :n].to(q.dtype), vs[:, :, :n].to(q.dtype), self.mask, scale)
+        return o.view(q.shape)
+
+
+def _kept_rows(old: list[int], new: list[int]) -> list[int] | None:
+    """Indices into `old` giving `new`, when `new` only drops entries of `old` (in order)."""
+    where = {s: i for i, s in enumerate(old)}
+    rows = [where.get(s) for s in new]
+    if any(r is None for r in rows) or rows != sorted(rows):
+        return None
+    return rows

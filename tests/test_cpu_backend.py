@@ -1,6 +1,7 @@
 """The batched CPU backend (kernels/cpu_attention.py) against the torch reference ops, op by op
-and through the engine: prefix caching, preemption and chunked prefill give the same tokens,
-the same scheduling and the same scores on both paths."""
+and through the engine (where decode also keeps K/V dense between steps): prefix caching,
+preemption and chunked prefill give the same tokens, the same scheduling and the same scores
+on both paths."""
 import warnings
 
 import pytest
@@ -143,6 +144,10 @@ def test_fast_path_generates_what_the_reference_path_generates(checkpoint, resto
     prompts = _prompts()
     sp = [SamplingParams(temperature=0.0, max_tokens=12, ignore_eos=True),
           SamplingParams(temperature=0.9, top_p=0.9, max_tokens=12, ignore_eos=True, seed=5)]
+    # requests ending at different steps: the decode batch shrinks step by step
+    # (first: the scheduling checks below read the stats of the last call)
+    sp.insert(0, [SamplingParams(temperature=0.0, max_tokens=n, ignore_eos=True)
+                  for n in (3, 14, 6, 1, 9, 12)])
     res = _run_both(checkpoint, variant, lambda llm: [
         [o.token_ids for o in llm.generate(prompts, p, use_tqdm=False)] for p in sp])
     assert res["cpu"] == res["torch"]

@@ -20,6 +20,7 @@ from engine.generation import sampler
 from engine.generation.cuda_graphs import DecodeGraphs
 from engine.generation.kv_cache import allocate_kv_cache
 from engine.generation.scheduler import ScheduledBatch
+from kernels.cpu_attention import DenseDecodeKV
 
 
 @dataclass
@@ -106,6 +107,9 @@ class ModelRunner:
         self._sampling_key: tuple[int, ...] | None = None
         self._sampling: sampler.SamplingBatch | None = None
         self._decode_cu_seqlens = torch.arange(max_num_seqs + 1, dtype=torch.int32, device=self.device)
+        # the CPU backend's decode path: K/V kept dense across decode steps (no page gathers)
+        on_cpu_backend = self.device.type == "cpu" and ops.backend(torch.empty(0)) == "cpu"
+        self.dense_kv = DenseDecodeKV() if on_cpu_backend else None
         self.graphs: DecodeGraphs | None = None
         # the torch reference ops sync with the host (.tolist()), which a graph cannot capture
         if use_cuda_graphs and self.device.type == "cuda" and ops.backend() == "triton":
@@ -134,6 +138,8 @@ class ModelRunner:
         return step
 
     def _prepare_prefill(self, batch: ScheduledBatch):
+        if self.dense_kv is not None:
+            self.dense_kv.reset()
         self._table_owner = []                      # the next decode step rebuilds its rows
         buf, bs = self.buffers.np, self.block_size
         n, cu_q, cu_k = 0, [0], [0]
@@ -195,11 +201,15 @@ class ModelRunner:
                                  max_seqlen_k=int(pos.max()) + 1, kv_caches=self.kv_caches,
                                  slot_mapping=send("slots", b), block_tables=send("tables", b, width),
                                  context_lens=send("context", b), is_decode=True)
+        positions = send("positions", b)
+        if self.dense_kv is not None and self.dense_kv.prepare(
+                self.kv_caches, self._table_owner, meta.block_tables, positions):
+            meta.dense_kv = self.dense_kv
         if all(s.samples and not s.top_logprobs for s in seqs):
             rows = _Rows(sample=[(i, i) for i in range(b)])
         else:
             rows = self._logit_rows(batch, range(b + 1))
-        return send("ids", b), send("positions", b), meta, rows
+        return send("ids", b), positions, meta, rows
 
     @staticmethod
     def _logit_rows(batch: ScheduledBatch, cu_q) -> _Rows:
