@@ -54,6 +54,8 @@ def varlen_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqle
     len_k = (cu_seqlens_k[1:] - cu_seqlens_k[:-1]).long()
     max_q, max_k = int(len_q.max()), int(len_k.max())
     keys_like_queries = block_tables is None and bool((len_k == len_q).all())
+    if keys_like_queries and num_seqs > BUCKET_SEQS and int(len_q.min()) < max_q:
+        return _by_length_buckets(q, k, v, len_q, scale)
     if keys_like_queries and max_q * num_seqs == n:
         # equal lengths (training, the dense forward): the packed stream is the batch
         qs, ks, vs = (x.reshape(num_seqs, max_q, x.shape[1], d).transpose(1, 2) for x in (q, k, v))
@@ -83,6 +85,32 @@ def varlen_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqle
     mask = (j <= i + (len_k - len_q)[:, None, None]) & (j < len_k[:, None, None])
     o = _sdpa(qs, ks, vs, mask[:, None], scale)
     return o.transpose(1, 2)[seq_q, off_q]
+
+
+BUCKET_SEQS = 8     # sequences per padded batch when a step's lengths differ
+
+
+def _by_length_buckets(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lens: torch.Tensor,
+                       scale: float) -> torch.Tensor:
+    """Causal attention over packed sequences (keys packed like the queries) in buckets of
+    BUCKET_SEQS sequences of similar length: padding every sequence to the step's longest one
+    would waste most of the quadratic attention work when lengths spread widely."""
+    starts = torch.cumsum(lens, 0) - lens
+    order = torch.argsort(lens, stable=True)
+    outs, indices = [], []
+    for b in range(0, len(order), BUCKET_SEQS):
+        group = order[b:b + BUCKET_SEQS]
+        group_lens = lens[group]
+        total = int(group_lens.sum())
+        # packed token indices of the group's sequences, back to back
+        offsets = torch.repeat_interleave(starts[group] - (torch.cumsum(group_lens, 0) - group_lens),
+                                          group_lens, output_size=total)
+        index = offsets + torch.arange(total)
+        cu = torch.zeros(len(group) + 1, dtype=torch.int32)
+        cu[1:] = torch.cumsum(group_lens, 0)
+        outs.append(varlen_attention(q[index], k[index], v[index], cu, cu, scale))
+        indices.append(index)
+    return q.new_zeros(q.shape).index_put((torch.cat(indices),), torch.cat(outs))
 
 
 def paged_decode_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,

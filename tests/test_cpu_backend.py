@@ -26,7 +26,8 @@ def _cu(lengths):
     return torch.tensor([0] + torch.tensor(lengths).cumsum(0).tolist(), dtype=torch.int32)
 
 
-@pytest.mark.parametrize("lengths", [[5, 1, 17, 9], [8, 8, 8]])
+@pytest.mark.parametrize("lengths", [[5, 1, 17, 9], [8, 8, 8],
+                                     [3, 30, 1, 12, 7, 7, 22, 5, 9, 16, 2, 11, 25, 4, 8, 13, 6, 19]])
 def test_varlen_without_cache_matches_reference_with_gradients(lengths):
     g = torch.Generator().manual_seed(0)
     q, k, v = _packed(lengths, 4, 16, g), _packed(lengths, 2, 16, g), _packed(lengths, 2, 16, g)
