@@ -12,8 +12,8 @@ random Qwen2 shape of 30M params (hidden 512, 8 layers, vocab 4096):
              (padded batch, log-softmax, gather).
   limit      the run's FLOPs as dense matmuls: the model's linear layers timed as plain
              matmuls at the workload's row counts, attention FLOPs at the measured rate.
-  profile    torch.profiler over one decode step of the engine (top ops) into
-             benchmarks/results/generation-decode-step-profile-cpu.txt.
+  profile    torch.profiler over one steady decode step of the engine (top ops) into
+             benchmarks/results/generation-decode-step-profile-<shape>.txt.
 GPU (default when CUDA is present):
   throughput nano-vllm's workload: 256 requests, input and output lengths uniform in
              100..1024, a Qwen2.5-0.5B shape with random weights, bf16. transformers runs the
@@ -265,8 +265,9 @@ def matmul_limit(cfg: ModelConfig, prompt_lens: list[int], new_tokens: int) -> d
 
 # --- profile of one decode step -----------------------------------------------------------------
 def profile_decode_step(llm: LLM, prompts, new_tokens: int, path: Path) -> dict:
-    """torch.profiler over exactly one loop iteration in the decode phase: from the start of
-    the engine's second model step (the first decode) to the start of its third."""
+    """torch.profiler over exactly one loop iteration in the steady decode phase: from the
+    start of the engine's third model step (the second decode step of the batch) to the
+    start of its fourth."""
     from torch.profiler import ProfilerActivity, profile
     runner, calls = llm.runner, [0]
     prof = profile(activities=[ProfilerActivity.CPU])
@@ -275,10 +276,10 @@ def profile_decode_step(llm: LLM, prompts, new_tokens: int, path: Path) -> dict:
 
     def wrapped(*a, **kw):
         calls[0] += 1
-        if calls[0] == 2:
+        if calls[0] == 3:
             timing["start"] = time.perf_counter()
             prof.start()
-        elif calls[0] == 3:
+        elif calls[0] == 4:
             prof.stop()
             timing["seconds"] = time.perf_counter() - timing["start"]
         return execute(*a, **kw)
