@@ -1,30 +1,36 @@
-"""Generation benchmark: throughput against transformers, decode roofline, prefix sharing.
+"""Generation benchmark: sheep-engine against transformers, side by side in one run.
 
-    python benchmarks/generation.py                 # GPU: Qwen2.5-0.5B-shaped random model, bf16
-    python benchmarks/generation.py --quick         # a small run (GPU) / the default on CPU
-    python benchmarks/generation.py --profile       # + torch.profiler trace and top GPU kernels
+    python3 benchmarks/generation.py --cpu               # CPU, one thread: the two CPU shapes
+    python3 benchmarks/generation.py --out DIR [--quick] # GPU: nano-vllm workload, decode roofline
+    python3 benchmarks/generation.py --smoke --out DIR   # every function of both modes, tiny, CPU
 
-Workloads (random token prompts, ignore_eos, so every request runs to its length):
-  throughput   nano-vllm's: 256 requests, input and output lengths uniform in 100..1024,
-               temperature 0.6; output tokens/s.
-  vs_hf        the same prompts with one fixed output length, greedy, through sheep-engine
-               and through transformers (continuous batching `generate_batch` on CUDA when
-               present, else padded batched `generate`) on the same weights.
-  decode_b1    one sequence: seconds per decode step (difference of two generation lengths,
-               so prefill drops out) and its fraction of the bandwidth roofline
-               (weight + KV bytes per step / measured device copy bandwidth).
-  prefix       1024 requests sharing one 1k-token prefix, with and without prefix caching.
-On CPU everything shrinks to a tiny model and a few requests (a smoke test in seconds).
-Results: benchmarks/results/generation-<device>.json with device, versions and git commit.
+CPU (`--cpu`, issue 14), fp32, one thread, for the toy-world base model (1M params) and a
+random Qwen2 shape of 30M params (hidden 512, 8 layers, vocab 4096):
+  generate   64 prompts of 16-96 tokens, 48 greedy new tokens (ignore_eos): engine tok/s
+             against transformers `generate` on the padded batch; greedy tokens compared.
+  score      64 prompt+continuation pairs: engine `score` against one transformers forward
+             (padded batch, log-softmax, gather).
+  limit      the run's FLOPs as dense matmuls: the model's linear layers timed as plain
+             matmuls at the workload's row counts, attention FLOPs at the measured rate.
+  profile    torch.profiler over one steady decode step of the engine (top ops) into
+             benchmarks/results/generation-decode-step-profile-<shape>.txt.
+GPU (default when CUDA is present):
+  throughput nano-vllm's workload: 256 requests, input and output lengths uniform in
+             100..1024, a Qwen2.5-0.5B shape with random weights, bf16. transformers runs the
+             same length distribution on fewer requests (stated in the JSON).
+  decode_b1  one sequence: seconds per decode step (difference of two generation lengths)
+             against the bandwidth roofline (weight + KV bytes / measured copy bandwidth).
+  prefix     requests sharing one long prefix, prefix caching on and off.
+`--quick` shrinks the GPU run to about 150 s on an H200. The JSON (device, versions, commit)
+is rewritten into `--out DIR` (default benchmarks/results) after every case, so a run killed
+at its time limit keeps what it measured.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import platform
 import random
 import re
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -34,6 +40,8 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.common import RESULTS_DIR, environment  # noqa: E402
+from engine import ops  # noqa: E402
 from engine.config import ModelConfig  # noqa: E402
 from engine.generation import LLM, SamplingParams  # noqa: E402
 from engine.model import CausalLM  # noqa: E402
@@ -42,49 +50,70 @@ QWEN25_05B = dict(model_type="qwen2", vocab_size=151936, hidden_size=896, interm
                   num_hidden_layers=24, num_attention_heads=14, num_key_value_heads=2,
                   max_position_embeddings=32768, rope_theta=1000000.0, rms_norm_eps=1e-6,
                   tie_word_embeddings=True, attention_bias=True, torch_dtype="bfloat16")
+QWEN2_30M = dict(QWEN25_05B, vocab_size=4096, hidden_size=512, intermediate_size=1536,
+                 num_hidden_layers=8, num_attention_heads=8, num_key_value_heads=8,
+                 max_position_embeddings=1024, torch_dtype="float32")
 TINY = dict(QWEN25_05B, vocab_size=1000, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
             num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
             torch_dtype="float32")
+WORLD_BASE = ROOT / "engine" / "world" / "data" / "base_model"
 
 
-# --- setup ------------------------------------------------------------------------------------
-def build_models(shape: dict, device: torch.device, dtype: torch.dtype, with_hf: bool):
-    """A random model as our CausalLM and, when transformers is importable, as the matching
-    transformers model sharing the same weight tensors."""
-    hf = None
-    if with_hf:
-        try:
-            import transformers
-            hf_cfg = transformers.Qwen2Config(**{k: v for k, v in shape.items()
-                                                if k not in ("model_type", "torch_dtype")})
-            torch.manual_seed(0)
-            with torch.device(device):
-                try:
-                    hf = transformers.AutoModelForCausalLM.from_config(hf_cfg, dtype=dtype)
-                except TypeError:     # transformers < 4.56 names it torch_dtype
-                    hf = transformers.AutoModelForCausalLM.from_config(hf_cfg, torch_dtype=dtype)
-            hf.eval()
-        except Exception as e:  # noqa: BLE001 - the baseline is optional
-            print(f"transformers baseline unavailable: {type(e).__name__}: {e}")
-            hf = None
+class Recorder:
+    """The run's JSON, rewritten after every case so a killed run keeps what it measured."""
+
+    def __init__(self, path: Path, header: dict):
+        self.path = path
+        self.data = {"benchmark": "generation", "environment": environment(), **header}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.write()
+
+    def record(self, key: str, value) -> None:
+        self.data[key] = value
+        self.write()
+
+    def write(self) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.data, indent=2, default=str) + "\n")
+        tmp.replace(self.path)
+
+
+# --- models -------------------------------------------------------------------------------------
+def build_models(shape: dict, device: torch.device, dtype: torch.dtype, with_hf: bool = True):
+    """A random model as our CausalLM and as the transformers model sharing its weights."""
+    import transformers
     cfg = ModelConfig.from_hf_dict(shape, source="benchmark shape")
+    hf_cfg = transformers.Qwen2Config(**{k: v for k, v in shape.items()
+                                        if k not in ("model_type", "torch_dtype")})
+    torch.manual_seed(0)
+    with torch.device(device):
+        hf = transformers.AutoModelForCausalLM.from_config(hf_cfg, dtype=dtype)
+    hf.eval()
+    model = _engine_model(cfg, hf.state_dict())
+    return model, (hf if with_hf else None)
+
+
+def load_pair(model_dir: Path, dtype: torch.dtype):
+    """A checkpoint directory loaded by the engine and by transformers (same weights)."""
+    import transformers
+    from engine.checkpoint import load_model
+    hf = transformers.AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).eval()
+    return load_model(model_dir, dtype=dtype, device="cpu").eval(), hf
+
+
+def _engine_model(cfg: ModelConfig, hf_state: dict) -> CausalLM:
     with torch.device("meta"):
         model = CausalLM(cfg)
-    if hf is not None:
-        ours = model.state_dict()
-        state = {k: v for k, v in hf.state_dict().items() if k in ours}
-        missing = set(ours) - set(state) - ({"lm_head.weight"} if cfg.tie_word_embeddings else set())
-        if missing:
-            raise RuntimeError(f"transformers model lacks {sorted(missing)[:5]}")
-    else:
-        g = torch.Generator().manual_seed(0)
-        state = {k: (torch.randn(v.shape, generator=g) * 0.02).to(device, dtype)
-                 for k, v in model.state_dict().items()}
+    ours = model.state_dict()
+    state = {k: v for k, v in hf_state.items() if k in ours}
+    missing = set(ours) - set(state) - ({"lm_head.weight"} if cfg.tie_word_embeddings else set())
+    if missing:
+        raise RuntimeError(f"transformers model lacks {sorted(missing)[:5]}")
     model.load_state_dict(state, assign=True, strict=False)
     if cfg.tie_word_embeddings:
         model.lm_head.weight = model.model.embed_tokens.weight
     model.init_rope()
-    return model.eval(), hf
+    return model.eval()
 
 
 def random_requests(n: int, in_range: tuple[int, int], out_range: tuple[int, int], vocab: int,
@@ -92,7 +121,7 @@ def random_requests(n: int, in_range: tuple[int, int], out_range: tuple[int, int
     """nano-vllm's workload: token ids uniform in [0, 10000) (or the vocabulary if smaller)."""
     rng = random.Random(seed)
     top = min(10000, vocab) - 1
-    prompts = [[rng.randint(0, top) for _ in range(rng.randint(*in_range))] for _ in range(n)]
+    prompts = [[rng.randint(3, top) for _ in range(rng.randint(*in_range))] for _ in range(n)]
     outs = [rng.randint(*out_range) for _ in range(n)]
     return prompts, outs
 
@@ -102,7 +131,7 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-# --- workloads --------------------------------------------------------------------------------
+# --- engine and transformers runs ---------------------------------------------------------------
 def run_engine(llm: LLM, prompts, params) -> dict:
     sync(llm.model.device)
     t = time.perf_counter()
@@ -116,41 +145,225 @@ def run_engine(llm: LLM, prompts, params) -> dict:
             "cached_prompt_tokens": s.num_cached_prompt_tokens, "steps": s.num_steps,
             "decode_steps": s.num_decode_steps, "preemptions": s.num_preemptions,
             "seconds": elapsed, "output_tokens_per_s": tokens / elapsed,
-            "total_tokens_per_s": (tokens + s.num_prompt_tokens) / elapsed}
+            "total_tokens_per_s": (tokens + s.num_prompt_tokens) / elapsed,
+            "token_ids": [o.token_ids for o in outs]}
 
 
-def run_hf(hf, prompts, max_new: int, device: torch.device) -> dict:
-    """transformers on the same prompts: continuous batching if it has it, else batched generate."""
+def _left_padded(prompts, device):
+    width = max(map(len, prompts))
+    ids = torch.tensor([[0] * (width - len(p)) + p for p in prompts], device=device)
+    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device)
+    return ids, mask
+
+
+def run_hf_generate(hf, prompts, max_new, device: torch.device, batch: int) -> dict:
+    """transformers `generate` on left-padded batches of `batch` prompts, greedy, every prompt
+    to exactly `max_new` tokens; max_new may be a list (one per prompt: the batch then
+    generates to its longest and only each prompt's own length counts)."""
     import transformers
-    gen_cfg = transformers.GenerationConfig(max_new_tokens=max_new, do_sample=False,
-                                            eos_token_id=None, pad_token_id=0)
+    lens = max_new if isinstance(max_new, list) else [max_new] * len(prompts)
+    # no eos at all (a checkpoint's generation_config would otherwise bring its own back):
+    # every row runs to its length, as the engine's ignore_eos requests do
+    hf.generation_config.eos_token_id = None
     sync(device)
     t = time.perf_counter()
-    if hasattr(hf, "generate_batch") and device.type == "cuda":   # its CPU path is very slow
-        method = "generate_batch"
-        results = hf.generate_batch(inputs=prompts, generation_config=gen_cfg, progress_bar=False)
-        tokens = sum(len(r.generated_tokens) for r in results.values())
-    else:
-        method = "generate"
-        tokens = 0
-        batch = 32
-        for i in range(0, len(prompts), batch):
-            chunk = prompts[i:i + batch]
-            width = max(map(len, chunk))
-            ids = torch.tensor([[0] * (width - len(p)) + p for p in chunk], device=device)
-            mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in chunk], device=device)
-            with torch.no_grad():
-                out = hf.generate(input_ids=ids, attention_mask=mask, generation_config=gen_cfg)
-            tokens += (out.shape[1] - width) * len(chunk)
+    tokens, token_ids = 0, []
+    for i in range(0, len(prompts), batch):
+        chunk, want = prompts[i:i + batch], lens[i:i + batch]
+        ids, mask = _left_padded(chunk, device)
+        cfg = transformers.GenerationConfig(max_new_tokens=max(want), do_sample=False,
+                                            eos_token_id=None, pad_token_id=0)
+        with torch.no_grad():
+            out = hf.generate(input_ids=ids, attention_mask=mask, generation_config=cfg)
+        tokens += sum(want)
+        token_ids += [row[:n] for row, n in zip(out[:, ids.shape[1]:].tolist(), want)]
     sync(device)
     elapsed = time.perf_counter() - t
-    return {"method": method, "transformers": transformers.__version__, "output_tokens": tokens,
-            "seconds": elapsed, "output_tokens_per_s": tokens / elapsed}
+    return {"method": f"generate, left-padded batches of {batch}", "requests": len(prompts),
+            "transformers": transformers.__version__, "output_tokens": tokens, "seconds": elapsed,
+            "output_tokens_per_s": tokens / elapsed, "token_ids": token_ids}
 
 
+def score_pairs(n: int, vocab: int, seed: int = 3):
+    rng = random.Random(seed)
+    top = min(10000, vocab) - 1
+    draw = lambda k: [rng.randint(3, top) for _ in range(k)]   # noqa: E731
+    return [draw(rng.randint(16, 96)) for _ in range(n)], [draw(rng.randint(8, 48)) for _ in range(n)]
+
+
+def run_engine_score(llm: LLM, prompts, conts) -> dict:
+    t = time.perf_counter()
+    out = llm.score(prompts, conts)
+    elapsed = time.perf_counter() - t
+    tokens = sum(len(p) + len(c) for p, c in zip(prompts, conts))
+    return {"seconds": elapsed, "tokens_per_s": tokens / elapsed,
+            "logprobs": [o.logprob for o in out]}
+
+
+def run_hf_score(hf, prompts, conts) -> dict:
+    """One transformers forward over the right-padded batch, log-softmax, gather."""
+    seqs = [p + c for p, c in zip(prompts, conts)]
+    width = max(map(len, seqs))
+    t = time.perf_counter()
+    ids = torch.tensor([s + [0] * (width - len(s)) for s in seqs])
+    mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs])
+    with torch.no_grad():
+        logp = hf(input_ids=ids, attention_mask=mask).logits.float().log_softmax(-1)
+        sums = []
+        for row, (p, c) in enumerate(zip(prompts, conts)):
+            pos = torch.arange(len(p) - 1, len(p) + len(c) - 1)
+            sums.append(logp[row, pos, torch.tensor(c)].sum().item())
+    elapsed = time.perf_counter() - t
+    tokens = sum(map(len, seqs))
+    return {"seconds": elapsed, "tokens_per_s": tokens / elapsed, "logprobs": sums}
+
+
+# --- the physical limit -------------------------------------------------------------------------
+def linear_shapes(cfg: ModelConfig) -> list[tuple[int, int]]:
+    """(in, out) of every linear layer of one decoder layer."""
+    d, hd = cfg.hidden_size, cfg.head_dim
+    q, kv = cfg.num_attention_heads * hd, cfg.num_key_value_heads * hd
+    return [(d, q), (d, kv), (d, kv), (q, d), (d, cfg.intermediate_size),
+            (d, cfg.intermediate_size), (cfg.intermediate_size, d)]
+
+
+def _time_matmuls(rows: int, shapes: list[tuple[int, int]], repeat: int) -> float:
+    """Seconds for `repeat` passes of x[rows, in] @ w[in, out] over `shapes`."""
+    xs = [torch.randn(rows, i) for i, _ in shapes]
+    ws = [torch.randn(i, o) for i, o in shapes]
+    outs = [torch.empty(rows, o) for _, o in shapes]
+    for x, w, o in zip(xs, ws, outs):
+        torch.mm(x, w, out=o)
+    t = time.perf_counter()
+    for _ in range(repeat):
+        for x, w, o in zip(xs, ws, outs):
+            torch.mm(x, w, out=o)
+    return time.perf_counter() - t
+
+
+def matmul_limit(cfg: ModelConfig, prompt_lens: list[int], new_tokens: int) -> dict:
+    """The generate workload's FLOPs run as dense matmuls at the model's own shapes: one
+    prefill over every prompt token, then `new_tokens - 1` decode steps of the whole batch,
+    each with the LM head on one row per sequence; attention FLOPs at the measured rate."""
+    layer = linear_shapes(cfg)
+    head = [(cfg.hidden_size, cfg.vocab_size)]
+    b, n_prompt = len(prompt_lens), sum(prompt_lens)
+    steps = new_tokens - 1
+    seconds = (_time_matmuls(n_prompt, layer, cfg.num_hidden_layers)
+               + _time_matmuls(b, head, 1)
+               + _time_matmuls(b, layer, steps * cfg.num_hidden_layers)
+               + _time_matmuls(b, head, steps))
+    lin_flops = 2 * (cfg.num_hidden_layers * sum(i * o for i, o in layer) * (n_prompt + b * steps)
+                     + cfg.hidden_size * cfg.vocab_size * b * new_tokens)
+    rate = lin_flops / seconds
+    # q.k and p.v: 4 * head_dim * heads per (query, visible key) pair
+    pairs = sum(L * (L + 1) // 2 + sum(L + j for j in range(1, new_tokens)) for L in prompt_lens)
+    attn_flops = 4 * cfg.head_dim * cfg.num_attention_heads * cfg.num_hidden_layers * pairs
+    return {"linear_flops": lin_flops, "attention_flops": attn_flops,
+            "matmul_GFLOPs_per_s": rate / 1e9, "seconds": seconds + attn_flops / rate}
+
+
+# --- profile of one decode step -----------------------------------------------------------------
+def profile_decode_step(llm: LLM, prompts, new_tokens: int, path: Path) -> dict:
+    """torch.profiler over exactly one loop iteration in the steady decode phase: from the
+    start of the engine's third model step (the second decode step of the batch) to the
+    start of its fourth."""
+    from torch.profiler import ProfilerActivity, profile
+    runner, calls = llm.runner, [0]
+    prof = profile(activities=[ProfilerActivity.CPU])
+    timing = {}
+    execute = runner.execute
+
+    def wrapped(*a, **kw):
+        calls[0] += 1
+        if calls[0] == 3:
+            timing["start"] = time.perf_counter()
+            prof.start()
+        elif calls[0] == 4:
+            prof.stop()
+            timing["seconds"] = time.perf_counter() - timing["start"]
+        return execute(*a, **kw)
+
+    runner.execute = wrapped
+    try:
+        llm.generate(prompts, SamplingParams(temperature=0.0, max_tokens=new_tokens,
+                                             ignore_eos=True), use_tqdm=False)
+    finally:
+        runner.execute = execute
+    table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25)
+    header = (f"one decode step of {len(prompts)} sequences, {timing['seconds'] * 1e3:.2f} ms wall "
+              f"(profiler on), ops backend {ops.backend(torch.zeros(1))}\n")
+    path.write_text(header + table + "\n")
+    return {"seconds_profiled": timing["seconds"], "file": str(path.relative_to(ROOT))
+            if path.is_relative_to(ROOT) else str(path)}
+
+
+# --- CPU suite (issue 14) -----------------------------------------------------------------------
+def cpu_case(name: str, model: CausalLM, hf, n_prompts: int, lens: tuple[int, int],
+             new_tokens: int, profile_path: Path | None, repeats: int = 2) -> dict:
+    cfg = model.config
+    prompts, _ = random_requests(n_prompts, lens, lens, cfg.vocab_size)
+    llm = LLM(model, None, max_num_seqs=max(n_prompts, 1), kv_cache_bytes=512 * 2**20)
+    greedy = SamplingParams(temperature=0.0, max_tokens=new_tokens, ignore_eos=True)
+    llm.generate(prompts[:4], SamplingParams(temperature=0.0, max_tokens=2), use_tqdm=False)  # warm
+    # engine and transformers alternate, best of `repeats` each: a shared machine's load
+    # then weighs on both sides alike
+    runs: dict[str, list] = {"engine": [], "hf": [], "engine_score": [], "hf_score": []}
+    sp, sc = score_pairs(n_prompts, cfg.vocab_size)
+    for _ in range(repeats):
+        llm.update_weights()   # clears the prefix cache: every timed run computes every prompt
+        runs["engine"].append(run_engine(llm, prompts, greedy))
+        runs["hf"].append(run_hf_generate(hf, prompts, new_tokens, torch.device("cpu"), batch=n_prompts))
+        llm.update_weights()
+        runs["engine_score"].append(run_engine_score(llm, sp, sc))
+        runs["hf_score"].append(run_hf_score(hf, sp, sc))
+    eng, ref, e_score, h_score = (min(runs[k], key=lambda r: r["seconds"]) for k in runs)
+    same = sum(a == b for a, b in zip(eng.pop("token_ids"), ref.pop("token_ids")))
+    diff = max(abs(a - b) for a, b in zip(e_score.pop("logprobs"), h_score.pop("logprobs")))
+    for k in runs:
+        for r in runs[k]:
+            r.pop("token_ids", None), r.pop("logprobs", None)
+    eng["all_seconds"], ref["all_seconds"] = [[r["seconds"] for r in runs[k]] for k in ("engine", "hf")]
+    limit = min((matmul_limit(cfg, [len(p) for p in prompts], new_tokens) for _ in range(repeats)),
+                key=lambda r: r["seconds"])
+    result = {
+        "params": sum(p.numel() for p in {id(p): p for p in model.parameters()}.values()),
+        "prompts": n_prompts, "prompt_lens": list(lens), "new_tokens": new_tokens,
+        "engine": eng, "transformers": ref, "greedy_identical_requests": same,
+        "engine_over_transformers": eng["output_tokens_per_s"] / ref["output_tokens_per_s"],
+        "score": {"engine": e_score, "transformers_forward": h_score, "max_abs_logprob_diff": diff,
+                  "engine_over_transformers": h_score["seconds"] / e_score["seconds"]},
+        "matmul_limit": limit, "engine_seconds_over_limit": eng["seconds"] / limit["seconds"]}
+    if profile_path is not None:
+        llm.update_weights()
+        result["decode_step_profile"] = profile_decode_step(llm, prompts, 4, profile_path)
+    llm.close()
+    print(f"{name}: engine {eng['output_tokens_per_s']:.0f} tok/s, transformers "
+          f"{ref['output_tokens_per_s']:.0f} tok/s -> {result['engine_over_transformers']:.2f}x "
+          f"({same}/{n_prompts} greedy identical); score {result['score']['engine_over_transformers']:.2f}x "
+          f"(max |dlogp| {diff:.1e}); engine {result['engine_seconds_over_limit']:.1f}x the matmul limit "
+          f"({limit['seconds']:.3f} s at {limit['matmul_GFLOPs_per_s']:.1f} GFLOP/s)")
+    return result
+
+
+def cpu_suite(rec: Recorder, smoke: bool) -> None:
+    torch.set_num_threads(1)
+    if smoke:
+        cases = [("tiny", lambda: build_models(TINY, torch.device("cpu"), torch.float32), 4, (4, 12), 3)]
+    else:
+        cases = [("world_base_1M", lambda: load_pair(WORLD_BASE, torch.float32), 64, (16, 96), 48),
+                 ("qwen2_30M", lambda: build_models(QWEN2_30M, torch.device("cpu"), torch.float32),
+                  64, (16, 96), 48)]
+    for name, build, n, lens, new in cases:
+        model, hf = build()
+        path = (Path(rec.path).parent / f"generation-decode-step-profile-{name}.txt")
+        rec.record(name, cpu_case(name, model, hf, n, lens, new, path, repeats=1 if smoke else 2))
+
+
+# --- GPU suite (issue 15) -----------------------------------------------------------------------
 def copy_bandwidth(device: torch.device) -> float:
     """Bytes/s of a large device-to-device copy (read + write)."""
-    n = (256 if device.type == "cuda" else 32) * 2**20
+    n = (256 if device.type == "cuda" else 8) * 2**20
     x = torch.empty(n, dtype=torch.uint8, device=device)
     y = torch.empty_like(x)
     y.copy_(x)
@@ -164,21 +377,17 @@ def copy_bandwidth(device: torch.device) -> float:
 
 
 def decode_batch1(llm: LLM, prompt_len: int, short: int, long: int) -> dict:
-    """Seconds per decode step at batch 1 and the roofline fraction."""
+    """Seconds per decode step at batch 1 and the bandwidth-roofline fraction."""
     rng, top = random.Random(1), min(10000, llm.model.config.vocab_size) - 1
-    prompt = [[rng.randint(0, top) for _ in range(prompt_len)]]
+    prompt = [[rng.randint(3, top) for _ in range(prompt_len)]]
     params = lambda n: SamplingParams(temperature=0.0, max_tokens=n, ignore_eos=True)  # noqa: E731
     run_engine(llm, prompt, params(short))           # warm
     a = run_engine(llm, prompt, params(short))["seconds"]
     b = run_engine(llm, prompt, params(long))["seconds"]
-    step = (b - a) / (long - short)
+    step = max(b - a, 1e-9) / (long - short)
     model, cfg = llm.model, llm.model.config
-    seen = set()
-    weight_bytes = 0
-    for p in model.parameters():
-        if p.data_ptr() not in seen:
-            seen.add(p.data_ptr())
-            weight_bytes += p.numel() * p.element_size()
+    weight_bytes = sum(p.numel() * p.element_size()
+                       for p in {p.data_ptr(): p for p in model.parameters()}.values())
     avg_context = prompt_len + (short + long) / 2
     kv_bytes = avg_context * 2 * cfg.num_hidden_layers * cfg.num_key_value_heads * cfg.head_dim \
         * model.model.embed_tokens.weight.element_size()
@@ -190,149 +399,119 @@ def decode_batch1(llm: LLM, prompt_len: int, short: int, long: int) -> dict:
             "roofline_fraction": roofline / step}
 
 
-def prefix_sharing(model, tokenizer, n: int, prefix_len: int, suffix_len: int, max_tokens: int,
+def prefix_sharing(model, n: int, prefix_len: int, suffix_len: int, max_tokens: int,
                    caching: bool, engine_kw: dict) -> dict:
     rng, top = random.Random(2), min(10000, model.config.vocab_size) - 1
-    prefix = [rng.randint(0, top) for _ in range(prefix_len)]
-    prompts = [prefix + [rng.randint(0, top) for _ in range(suffix_len)] for _ in range(n)]
-    llm = LLM(model, tokenizer, enable_prefix_caching=caching, **engine_kw)
+    prefix = [rng.randint(3, top) for _ in range(prefix_len)]
+    prompts = [prefix + [rng.randint(3, top) for _ in range(suffix_len)] for _ in range(n)]
+    llm = LLM(model, None, enable_prefix_caching=caching, **engine_kw)
     try:
         res = run_engine(llm, prompts, SamplingParams(temperature=0.6, max_tokens=max_tokens,
                                                       ignore_eos=True, seed=0))
     finally:
         llm.close()
+    res.pop("token_ids")
     res["prefix_caching"] = caching
     return res
 
 
-def profile(llm: LLM, prompts, params, out_path: Path) -> list[str]:
-    from torch.profiler import ProfilerActivity
-    from torch.profiler import profile as torch_profile
-    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if llm.model.device.type == "cuda" else [])
-    with torch_profile(activities=acts) as prof:
-        llm.generate(prompts, params, use_tqdm=False)
-        sync(llm.model.device)
-    prof.export_chrome_trace(str(out_path))
-    key = "self_cuda_time_total" if llm.model.device.type == "cuda" else "self_cpu_time_total"
-    try:
-        table = prof.key_averages().table(sort_by=key, row_limit=20)
-    except Exception:  # noqa: BLE001 - newer torch names it device time
-        table = prof.key_averages().table(sort_by="self_device_time_total", row_limit=20)
-    print(table)
-    return table.splitlines()
+# sizes per mode: (requests, hf requests, length range), decode_b1 (prompt, short, long),
+# prefix (n, prefix_len, suffix_len, out)
+GPU_SIZES = {
+    "full": dict(requests=256, hf_requests=64, lens=(100, 1024), b1=(512, 32, 288),
+                 prefix=(1024, 1024, 32, 64)),
+    "quick": dict(requests=256, hf_requests=16, lens=(100, 1024), b1=(512, 16, 144),
+                  prefix=(256, 1024, 32, 32)),
+    "smoke": dict(requests=6, hf_requests=3, lens=(8, 24), b1=(16, 2, 6), prefix=(6, 32, 4, 3)),
+}
 
 
-# --- metadata ---------------------------------------------------------------------------------
-def metadata(device: torch.device) -> dict:
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
-                                text=True, check=True).stdout.strip()
-    except Exception:  # noqa: BLE001
-        commit = "unknown"
-    try:
-        import triton
-        triton_version = triton.__version__
-    except Exception:  # noqa: BLE001
-        triton_version = None
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or "cpu")
-    from engine import ops
-    return {"device": name, "torch": torch.__version__, "triton": triton_version,
-            "git_commit": commit, "ops_backend": ops.backend(), "python": platform.python_version(),
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
-
-
-def device_slug(meta: dict, device: torch.device) -> str:
-    if device.type != "cuda":
-        return "cpu"
-    return re.sub(r"[^a-z0-9]+", "-", meta["device"].lower()).strip("-")
-
-
-def main(argv: list[str] | None = None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="small run (always on without CUDA)")
-    p.add_argument("--profile", action="store_true", help="torch.profiler trace + top kernels")
-    p.add_argument("--no-hf", action="store_true", help="skip the transformers baseline")
-    p.add_argument("--enforce-eager", action="store_true", help="no CUDA graphs")
-    p.add_argument("--gpu-memory-utilization", type=float, default=0.85)
-    p.add_argument("--out", type=Path, default=None, help="JSON path (default benchmarks/results/)")
-    args = p.parse_args(argv)
-    cuda = torch.cuda.is_available()
+def gpu_suite(rec: Recorder, mode: str, args) -> None:
+    sizes = GPU_SIZES[mode]
+    cuda = mode != "smoke"
     device = torch.device("cuda" if cuda else "cpu")
-    small = args.quick or not cuda
-    shape = QWEN25_05B if cuda else TINY
-    dtype = torch.bfloat16 if cuda else torch.float32
-    meta = metadata(device)
-    print(f"device {meta['device']}, torch {meta['torch']}, triton {meta['triton']}, "
-          f"ops {meta['ops_backend']}, commit {meta['git_commit'][:10]}")
-
+    shape, dtype = (QWEN25_05B, torch.bfloat16) if cuda else (TINY, torch.float32)
     if cuda:
-        n_req, lens, hf_out = (32, (100, 256), 128) if small else (256, (100, 1024), 512)
-        prefix = (128, 1024, 32, 32) if small else (1024, 1024, 32, 64)  # n, prefix, suffix, out
         engine_kw = dict(gpu_memory_utilization=args.gpu_memory_utilization,
-                         enforce_eager=args.enforce_eager, max_num_seqs=256, max_num_batched_tokens=16384)
-        b1 = (512, 32, 288) if not small else (256, 16, 80)
-    else:          # smoke test; one thread: tiny ops lose to OpenMP overhead on loaded machines
-        torch.set_num_threads(1)
-        n_req, lens, hf_out = 8, (10, 40), 12
-        prefix = (16, 64, 4, 4)
-        engine_kw = dict(kv_cache_bytes=16 * 2**20, max_num_seqs=16, max_num_batched_tokens=256)
-        b1 = (32, 4, 12)
-
+                         enforce_eager=args.enforce_eager, max_num_seqs=256,
+                         max_num_batched_tokens=16384)
+    else:
+        engine_kw = dict(kv_cache_bytes=4 * 2**20, max_num_seqs=8, max_num_batched_tokens=128)
     model, hf = build_models(shape, device, dtype, with_hf=not args.no_hf)
-    prompts, out_lens = random_requests(n_req, lens, lens, shape["vocab_size"])
-    results: dict = {"meta": meta, "model_shape": shape, "dtype": str(dtype).replace("torch.", ""),
-                     "quick": small, "engine": engine_kw}
-
+    rec.record("model_shape", shape)
+    rec.record("engine_settings", engine_kw)
+    prompts, out_lens = random_requests(sizes["requests"], sizes["lens"], sizes["lens"],
+                                        shape["vocab_size"])
     llm = LLM(model, None, **engine_kw)
-    results["kv_cache_blocks"] = llm.scheduler.block_manager.num_blocks
-    results["cuda_graphs"] = llm.runner.graphs is not None
-    warm = SamplingParams(temperature=0.6, max_tokens=8, ignore_eos=True)
-    llm.generate(prompts[:4], warm, use_tqdm=False)
+    rec.record("kv_cache_blocks", llm.scheduler.block_manager.num_blocks)
+    rec.record("cuda_graphs", llm.runner.graphs is not None)
+    llm.generate(prompts[:4], SamplingParams(temperature=0.6, max_tokens=4, ignore_eos=True),
+                 use_tqdm=False)
+    llm.update_weights()         # clears the prefix cache: no run reuses another's prompts
     params = [SamplingParams(temperature=0.6, max_tokens=n, ignore_eos=True, seed=i)
               for i, n in enumerate(out_lens)]
-    llm.update_weights()          # clears the prefix cache: no run reuses another's prompts
-    results["throughput"] = run_engine(llm, prompts, params)
-    print(f"throughput: {results['throughput']['output_tokens_per_s']:.0f} output tok/s "
-          f"({results['throughput']['output_tokens']} tokens in {results['throughput']['seconds']:.1f} s)")
-    greedy = SamplingParams(temperature=0.0, max_tokens=hf_out, ignore_eos=True)
-    llm.update_weights()
-    results["vs_hf"] = {"output_len": hf_out, "sheep": run_engine(llm, prompts, greedy)}
-    results["decode_b1"] = decode_batch1(llm, *b1)
-    d = results["decode_b1"]
-    print(f"decode batch 1: {d['seconds_per_step'] * 1e3:.2f} ms/step, "
-          f"{d['roofline_fraction'] * 100:.0f}% of the bandwidth roofline "
-          f"({d['copy_bandwidth_GBps']:.0f} GB/s copy)")
-    if args.profile:
-        trace = ROOT / "benchmarks" / "traces" / f"generation-trace-{device_slug(meta, device)}.json"
-        trace.parent.mkdir(parents=True, exist_ok=True)
-        results["profile"] = {"trace": str(trace), "top": profile(
-            llm, prompts[:16], SamplingParams(temperature=0.6, max_tokens=64, ignore_eos=True), trace)}
+    thr = run_engine(llm, prompts, params)
+    thr.pop("token_ids")
+    rec.record("throughput", thr)
+    print(f"throughput: {thr['output_tokens_per_s']:.0f} output tok/s "
+          f"({thr['output_tokens']} tokens in {thr['seconds']:.1f} s)")
+
+    b1 = decode_batch1(llm, *sizes["b1"])
+    rec.record("decode_b1", b1)
+    print(f"decode batch 1: {b1['seconds_per_step'] * 1e3:.2f} ms/step, "
+          f"{b1['roofline_fraction'] * 100:.0f}% of the bandwidth roofline "
+          f"({b1['copy_bandwidth_GBps']:.0f} GB/s copy)")
     llm.close()
     del llm
 
-    n, plen, slen, olen = prefix
-    results["prefix"] = [prefix_sharing(model, None, n, plen, slen, olen, caching, engine_kw)
-                         for caching in (True, False)]
-    for r in results["prefix"]:
-        print(f"prefix sharing ({n} x {plen}+{slen}, caching {r['prefix_caching']}): "
-              f"{r['seconds']:.1f} s, {r['cached_prompt_tokens']} prompt tokens from cache")
-
     if hf is not None:
-        try:
-            results["vs_hf"]["transformers"] = run_hf(hf, prompts, hf_out, device)
-        except Exception as e:  # noqa: BLE001 - record, do not lose the rest of the run
-            results["vs_hf"]["transformers"] = {"error": f"{type(e).__name__}: {e}"}
-    v = results["vs_hf"]
-    line = f"vs transformers ({hf_out} new tokens each): sheep {v['sheep']['output_tokens_per_s']:.0f} tok/s"
-    if "output_tokens_per_s" in v.get("transformers", {}):
-        line += f", transformers {v['transformers']['method']} {v['transformers']['output_tokens_per_s']:.0f} tok/s"
-    print(line)
+        # transformers on the first hf_requests requests: the same length distribution
+        k = sizes["hf_requests"]
+        ref = run_hf_generate(hf, prompts[:k], out_lens[:k], device, batch=min(k, 16))
+        ref.pop("token_ids")
+        ref["note"] = (f"the first {k} of the {len(prompts)} requests (same length distribution); "
+                       "greedy, padded batches generate to their longest output")
+        vs = {"engine_output_tokens_per_s": thr["output_tokens_per_s"], "transformers": ref,
+              "engine_over_transformers": thr["output_tokens_per_s"] / ref["output_tokens_per_s"]}
+        rec.record("vs_transformers", vs)
+        print(f"vs transformers: {vs['engine_over_transformers']:.2f}x "
+              f"({ref['output_tokens_per_s']:.0f} tok/s on {k} requests)")
 
-    out = args.out or ROOT / "benchmarks" / "results" / f"generation-{device_slug(meta, device)}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2))
-    print(f"wrote {out}")
-    return results
+    n, plen, slen, olen = sizes["prefix"]
+    prefix = []
+    for caching in (True, False):
+        prefix.append(prefix_sharing(model, n, plen, slen, olen, caching, engine_kw))
+        rec.record("prefix", prefix)
+        r = prefix[-1]
+        print(f"prefix sharing ({n} x {plen}+{slen}, caching {caching}): {r['seconds']:.1f} s, "
+              f"{r['cached_prompt_tokens']} prompt tokens from cache")
+
+
+def main(argv: list[str] | None = None) -> Path:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--cpu", action="store_true", help="the CPU suite (issue 14), one thread")
+    p.add_argument("--quick", action="store_true", help="GPU: the ~150 s version")
+    p.add_argument("--smoke", action="store_true",
+                   help="both suites' code paths on tiny CPU shapes, in seconds (the test suite)")
+    p.add_argument("--out", type=Path, default=RESULTS_DIR, help="directory for the JSON")
+    p.add_argument("--no-hf", action="store_true", help="GPU: skip the transformers baseline")
+    p.add_argument("--enforce-eager", action="store_true", help="GPU: no CUDA graphs")
+    p.add_argument("--gpu-memory-utilization", type=float, default=0.85)
+    args = p.parse_args(argv)
+    if args.smoke:
+        rec = Recorder(args.out / "generation-smoke.json", {"mode": "smoke"})
+        cpu_suite(rec, smoke=True)
+        gpu_suite(rec, "smoke", args)
+    elif args.cpu or not torch.cuda.is_available():
+        rec = Recorder(args.out / "generation-cpu.json", {"mode": "cpu", "threads": 1})
+        cpu_suite(rec, smoke=False)
+    else:
+        slug = re.sub(r"[^a-z0-9]+", "-", torch.cuda.get_device_name().lower()).strip("-")
+        mode = "quick" if args.quick else "full"
+        rec = Recorder(args.out / f"generation-{slug}.json", {"mode": mode})
+        gpu_suite(rec, mode, args)
+    print(f"wrote {rec.path}")
+    return rec.path
 
 
 if __name__ == "__main__":

@@ -26,6 +26,9 @@ class AttentionMetadata:
     block_tables: torch.Tensor | None = None    # [S, max_blocks] int32; set when reading the cache
     context_lens: torch.Tensor | None = None    # [S] int32, decode only
     is_decode: bool = False
+    # CPU decode: a dense copy of the batch's K/V (kernels.cpu_attention.DenseDecodeKV) that
+    # decode attention reads instead of gathering the pages; the pages are still written
+    dense_kv: object | None = None
 
     @staticmethod
     def for_lengths(lengths: list[int], device: torch.device | str) -> "AttentionMetadata":
@@ -44,6 +47,8 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layer: int,
         if meta.slot_mapping is not None:
             ops.store_kvcache(k, v, k_cache, v_cache, meta.slot_mapping)
         if meta.is_decode:
+            if meta.dense_kv is not None:
+                return meta.dense_kv.attend(layer, q, k, v, scale)
             return ops.paged_decode_attention(q, k_cache, v_cache, meta.block_tables,
                                               meta.context_lens, scale)
         if meta.block_tables is not None:   # a cached prefix: read keys from the cache

@@ -1,10 +1,16 @@
-"""The one switch between Triton kernels and torch reference ops.
+"""The one switch between the op backends: Triton kernels, the fast CPU ops, torch references.
 
-The model calls only the functions below. By default each call picks by where its tensors
-live: Triton for CUDA tensors, the torch reference for CPU tensors (so a CPU model works on a
-GPU machine too). `SHEEP_OPS=torch|triton` (or `set_backend`) forces one for every call;
-`triton` on CPU tensors means the Triton interpreter, which needs `TRITON_INTERPRET=1` set
-before triton is imported.
+The model (and the sampler) call only the functions below. Backends:
+  "triton"  the Triton kernels (on CPU tensors: the Triton interpreter, which needs
+            TRITON_INTERPRET=1 set before triton is imported);
+  "cpu"     kernels/cpu_attention.py: every sequence of a step in one batched torch call
+            (attention, KV store, rope); the references for the rest. Pure torch, so it runs
+            anywhere, but it is built for the CPU;
+  "torch"   the torch references: the readable oracle every other backend is tested against.
+By default each call picks by where its tensors live: "triton" for CUDA tensors, "cpu" for CPU
+tensors, "torch" for anything else (meta). `SHEEP_OPS=torch|cpu|triton` (read once, at
+import) or `set_backend` forces one for every call. Each backend's function table is resolved
+once per process, so a call costs a dict lookup.
 """
 from __future__ import annotations
 
@@ -19,9 +25,10 @@ from kernels.linear_cross_entropy import linear_cross_entropy_reference
 from kernels.paged_attention import paged_decode_attention_reference
 from kernels.rms_norm import add_rms_norm_reference, rms_norm_reference
 from kernels.rope import rope_reference
+from kernels.sampling import gumbel_argmax_reference
 from kernels.swiglu import swiglu_reference
 
-BACKENDS = ("torch", "triton")
+BACKENDS = ("torch", "cpu", "triton")
 
 # op name -> (torch reference, module and attribute of the Triton version)
 _OPS = {
@@ -35,43 +42,65 @@ _OPS = {
     "store_kvcache": (store_kvcache_reference, "kernels.kv_store", "store_kvcache"),
     "linear_cross_entropy": (linear_cross_entropy_reference, "kernels.linear_cross_entropy",
                              "linear_cross_entropy"),
+    "gumbel_argmax": (gumbel_argmax_reference, "kernels.sampling", "gumbel_argmax"),
 }
+# the ops the "cpu" backend replaces (kernels.cpu_attention); the others use the reference
+_CPU_OPS = ("varlen_attention", "paged_decode_attention", "store_kvcache", "rope")
 
-_backend: str | None = None
+
+def _env_backend() -> str | None:
+    forced = os.environ.get("SHEEP_OPS") or None
+    if forced is not None and forced not in BACKENDS:
+        raise ValueError(f"SHEEP_OPS={forced!r}: expected one of {BACKENDS}")
+    return forced
+
+
+_forced: str | None = _env_backend()
+_tables: dict[str, dict] = {}
+
+
+def _table(name: str) -> dict:
+    """op name -> function of one backend, built on first use."""
+    table = _tables.get(name)
+    if table is None:
+        table = {op: ref for op, (ref, _, _) in _OPS.items()}
+        if name == "cpu":
+            fast = importlib.import_module("kernels.cpu_attention")
+            table.update({op: getattr(fast, op) for op in _CPU_OPS})
+        elif name == "triton":
+            table = {op: getattr(importlib.import_module(module), attr)
+                     for op, (_, module, attr) in _OPS.items()}
+        _tables[name] = table
+    return table
 
 
 def forced_backend() -> str | None:
     """The backend set_backend or SHEEP_OPS forces, or None (pick by tensor device)."""
-    if _backend is not None:
-        return _backend
-    forced = os.environ.get("SHEEP_OPS")
-    if forced and forced not in BACKENDS:
-        raise ValueError(f"SHEEP_OPS={forced!r}: expected one of {BACKENDS}")
-    return forced or None
+    return _forced
 
 
 def backend(x: torch.Tensor | None = None) -> str:
     """The backend a call on tensor x uses (without x: as if x were on the default GPU)."""
-    forced = forced_backend()
-    if forced:
-        return forced
-    on_cuda = x.is_cuda if x is not None else torch.cuda.is_available()
-    return "triton" if on_cuda else "torch"
+    if _forced is not None:
+        return _forced
+    if x is None:
+        return "triton" if torch.cuda.is_available() else "cpu"
+    if x.is_cuda:
+        return "triton"
+    return "cpu" if x.is_cpu else "torch"
 
 
 def set_backend(name: str | None) -> None:
-    """Force 'torch' or 'triton' for this process; None goes back to the default rule."""
-    global _backend
+    """Force one backend for this process; None goes back to the default rule (and SHEEP_OPS,
+    read again)."""
+    global _forced
     if name is not None and name not in BACKENDS:
         raise ValueError(f"ops backend {name!r}: expected one of {BACKENDS}")
-    _backend = name
+    _forced = name if name is not None else _env_backend()
 
 
 def _impl(name: str, x: torch.Tensor):
-    reference, module, attr = _OPS[name]
-    if backend(x) == "torch":
-        return reference
-    return getattr(importlib.import_module(module), attr)
+    return _table(backend(x))[name]
 
 
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
@@ -105,3 +134,8 @@ def store_kvcache(k, v, k_cache, v_cache, slot_mapping):
 
 def linear_cross_entropy(hidden, weight, labels, ignore_index=-100, reduction="sum"):
     return _impl("linear_cross_entropy", hidden)(hidden, weight, labels, ignore_index, reduction)
+
+
+def gumbel_argmax(logits, inv_temp, thresholds, keys):
+    """The seeded sampling race (kernels/sampling.py): logits [B, V] -> token ids [B] int64."""
+    return _impl("gumbel_argmax", logits)(logits, inv_temp, thresholds, keys)

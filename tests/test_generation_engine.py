@@ -169,3 +169,11 @@ def test_bad_inputs_raise_clear_errors(llm):
         SamplingParams(top_p=0.0)
     with pytest.raises(ValueError, match="no tokenizer"):
         LLM(llm.model, None).generate(["text"], use_tqdm=False)
+
+
+def test_a_checkpoint_without_tokenizer_warns_naming_the_file(tmp_path):
+    from hf_models import write_hf_model
+    write_hf_model(tmp_path, "qwen2_gqa2_tied")
+    with pytest.warns(UserWarning, match="tokenizer.json not found"):
+        llm = LLM(tmp_path, dtype=torch.float32)
+    assert llm.tokenizer is None

@@ -1,5 +1,5 @@
-"""engine.ops routes every op to the Triton kernels under the 'triton' backend, and both
-backends agree."""
+"""engine.ops routes every op to the Triton kernels under the 'triton' backend, to the batched
+CPU ops under 'cpu', and all three backends agree."""
 import importlib
 
 import pytest
@@ -23,18 +23,35 @@ def test_triton_backend_resolves_every_op_to_its_kernel(restore_backend):
         assert ops._impl(name, x) is kernel and kernel is not reference, name
     ops.set_backend("torch")
     assert all(ops._impl(name, x) is ref for name, (ref, _, _) in ops._OPS.items())
+    ops.set_backend("cpu")
+    fast = importlib.import_module("kernels.cpu_attention")
+    for name, (reference, _, _) in ops._OPS.items():
+        want = getattr(fast, name) if name in ops._CPU_OPS else reference
+        assert ops._impl(name, x) is want, name
 
 
 def test_default_picks_by_tensor_device(restore_backend, monkeypatch):
     monkeypatch.delenv("SHEEP_OPS", raising=False)
     ops.set_backend(None)
-    assert ops.backend(torch.zeros(1)) == "torch"          # CPU tensors: reference, even on a GPU
+    assert ops.backend(torch.zeros(1)) == "cpu"            # CPU tensors: the batched CPU ops
     if DEVICE == "cuda":
         assert ops.backend(torch.zeros(1, device=DEVICE)) == "triton"
     meta = torch.zeros(1, device="meta")
     assert ops.backend(meta) == "torch"
     monkeypatch.setenv("SHEEP_OPS", "triton")
+    ops.set_backend(None)                                  # SHEEP_OPS is read at import / reset
     assert ops.backend(torch.zeros(1)) == "triton"         # forced: the interpreter on a CPU
+    monkeypatch.setenv("SHEEP_OPS", "torch")
+    ops.set_backend(None)
+    assert ops.backend(torch.zeros(1)) == "torch"
+
+
+def test_unknown_backend_names_the_setting(restore_backend, monkeypatch):
+    monkeypatch.setenv("SHEEP_OPS", "fast")
+    with pytest.raises(ValueError, match="SHEEP_OPS='fast'"):
+        ops.set_backend(None)
+    with pytest.raises(ValueError, match="'tritn'"):
+        ops.set_backend("tritn")
 
 
 def test_both_backends_agree_through_engine_ops(restore_backend):
@@ -65,7 +82,9 @@ def test_both_backends_agree_through_engine_ops(restore_backend):
 
     ops.set_backend("torch")
     expected = run_all()
-    ops.set_backend("triton")
-    got = run_all()
-    for i, (a, b) in enumerate(zip(got, expected)):
-        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4, msg=lambda m: f"output {i}: {m}")
+    for name in ("triton", "cpu"):
+        ops.set_backend(name)
+        got = run_all()
+        for i, (a, b) in enumerate(zip(got, expected)):
+            torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4,
+                                       msg=lambda m: f"{name} output {i}: {m}")

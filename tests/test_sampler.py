@@ -1,8 +1,14 @@
-"""The sampler on fixed logits: the right distribution, per-row seeds, greedy, the Triton race."""
+"""The sampler on fixed logits: the right distribution, per-row seeds, greedy, the Triton race.
+
+Tensors live on the test device, so on a GPU the draws go through the Triton race (the ops
+switch picks it for CUDA tensors) and are checked against the same distributions."""
 import pytest
 import torch
 
+from conftest import DEVICE
+from engine import ops
 from engine.generation import sampler
+from kernels import sampling
 
 VOCAB = 40
 
@@ -25,7 +31,7 @@ def _reference_probs(logits: torch.Tensor, temperature: float, top_k: int, top_p
 
 
 def _draw(logits, n, temperature, top_k, top_p, seed0=0, step=0) -> torch.Tensor:
-    batch = logits[None].expand(n, -1)
+    batch = logits[None].expand(n, -1).to(DEVICE)
     return sampler.sample(batch, [temperature] * n, [top_k] * n, [top_p] * n,
                           list(range(seed0, seed0 + n)), [step] * n)
 
@@ -36,7 +42,7 @@ def test_draws_follow_the_filtered_distribution(temperature, top_k, top_p):
     logits = _logits()
     want = _reference_probs(logits, temperature, top_k, top_p)
     n = 40_000
-    counts = torch.bincount(_draw(logits, n, temperature, top_k, top_p), minlength=VOCAB).double()
+    counts = torch.bincount(_draw(logits, n, temperature, top_k, top_p).cpu(), minlength=VOCAB).double()
     got = counts / n
     assert counts[want == 0].sum() == 0, "sampled a token the filters remove"
     # total variation: E[TV] ~ 0.5 * sum sqrt(2 p (1 - p) / (pi n)) <= 0.01 here
@@ -83,23 +89,49 @@ def test_greedy_rows_take_the_first_argmax():
 
 def test_noise_is_uniform_enough():
     keys = torch.tensor(sampler.row_keys([5], [0]))
-    u = sampler.gumbel_noise(keys, torch.arange(200_000))
+    u = sampling.gumbel_noise(keys, torch.arange(200_000))
     # Gumbel(0, 1): mean = Euler's gamma, variance = pi^2 / 6
     assert u.isfinite().all()
     assert abs(u.mean().item() - 0.5772) < 0.01
     assert abs(u.var().item() - 1.6449) < 0.03
 
 
-def test_triton_race_matches_reference():
-    pytest.importorskip("triton")
+@pytest.fixture
+def restore_backend():
+    yield
+    ops.set_backend(None)
+
+
+def test_triton_race_matches_reference(restore_backend):
+    """The Triton kernel, reached through the ops switch, on the test device (compiled on a
+    GPU, the interpreter on a CPU)."""
     g = torch.Generator().manual_seed(3)
-    logits = torch.randn(5, 1500, generator=g) * 3
-    inv_temp = torch.tensor([1.0, 2.0, 0.5, 1.0, 1.3])
-    thresholds = torch.tensor([float("-inf"), 1.0, float("-inf"), 4.0, 0.0])
-    keys = torch.tensor(sampler.row_keys([1, 2, 3, 4, 5], [0, 7, 2, 1, 0]))
-    want = sampler.gumbel_argmax_reference(logits, inv_temp, thresholds, keys)
-    got = sampler.gumbel_argmax(logits, inv_temp, thresholds, keys, backend="triton")
+    logits = (torch.randn(5, 1500, generator=g) * 3).to(DEVICE)
+    inv_temp = torch.tensor([1.0, 2.0, 0.5, 1.0, 1.3], device=DEVICE)
+    thresholds = torch.tensor([float("-inf"), 1.0, float("-inf"), 4.0, 0.0], device=DEVICE)
+    keys = torch.tensor(sampler.row_keys([1, 2, 3, 4, 5], [0, 7, 2, 1, 0]), device=DEVICE)
+    want = sampling.gumbel_argmax_reference(logits, inv_temp, thresholds, keys)
+    ops.set_backend("triton")
+    got = ops.gumbel_argmax(logits, inv_temp, thresholds, keys)
     assert got.tolist() == want.tolist()
+
+
+def test_sampler_follows_the_ops_switch(restore_backend, monkeypatch):
+    """SHEEP_OPS / set_backend decide which race runs (issue 12: not the tensor's device)."""
+    calls = []
+    table = ops._table("torch")
+    monkeypatch.setitem(table, "gumbel_argmax", lambda *a: calls.append(a) or a[0].argmax(-1))
+    ops.set_backend("torch")
+    sampler.sample(torch.randn(2, VOCAB), [1.0, 1.0], [-1, -1], [1.0, 1.0], [0, 1], [0, 0])
+    assert len(calls) == 1
+
+
+def test_device_row_keys_equal_host_row_keys():
+    g = torch.Generator().manual_seed(5)
+    seeds = torch.randint(0, 2**62, (500,), generator=g).tolist() + [0, 2**63 - 1]
+    steps = torch.randint(0, 2**20, (502,), generator=g).tolist()
+    got = sampler.row_keys_tensor(torch.tensor(seeds, device=DEVICE), torch.tensor(steps, device=DEVICE))
+    assert got.tolist() == [list(k) for k in sampler.row_keys(seeds, steps)]
 
 
 def test_token_and_top_logprobs():

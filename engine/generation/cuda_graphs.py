@@ -32,6 +32,7 @@ class DecodeGraphs:
         self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
         self.pool = None
         self.sizes = graph_batch_sizes(max_bs)
+        self.capturing: int | None = None        # the batch size being captured (for errors)
 
     def _meta(self, bs: int) -> AttentionMetadata:
         return AttentionMetadata(cu_seqlens_q=self.cu_seqlens[:bs + 1], max_seqlen_q=1,
@@ -45,6 +46,7 @@ class DecodeGraphs:
         if self.model.rope_cos_sin.numel() == 0:
             self.model.init_rope()
         for bs in reversed(self.sizes):
+            self.capturing = bs
             meta = self._meta(bs)
             # eager run first: Triton compiles and autotunes outside the capture
             self.hidden[:bs] = self.model.forward_packed(self.input_ids[:bs], self.positions[:bs], meta)
@@ -55,6 +57,7 @@ class DecodeGraphs:
             if self.pool is None:
                 self.pool = graph.pool()
             self.graphs[bs] = graph
+        self.capturing = None
         torch.cuda.synchronize()
 
     def run(self, input_ids: torch.Tensor, positions: torch.Tensor, slot_mapping: torch.Tensor,

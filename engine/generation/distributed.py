@@ -1,5 +1,7 @@
-"""Data-parallel generation: under torchrun every rank holds the whole model, takes a strided
-share of the requests, and every rank gets all results back in input order.
+"""Data-parallel generation: with LLM(data_parallel=True) under torchrun every rank holds the
+whole model, takes a strided share of the requests, and every rank gets all results back in
+input order (so every rank must make the same calls). The default, data_parallel=False, runs
+each call on the calling process alone, so a rank-0-only call cannot hang.
 
 Only an existing process group is used (the caller's torchrun / init_process_group); without
 one everything runs on this process alone.

@@ -44,6 +44,15 @@ def warmup_forward(model, num_tokens: int, max_len: int, num_logit_rows: int) ->
     logits.sort(dim=-1, descending=True)
 
 
+def kv_budget_bytes(total: int, free: int, peak_allocated: int, current_allocated: int,
+                    gpu_memory_utilization: float) -> float:
+    """Bytes the KV cache may take: the utilization share of the device, less what is in use
+    now (weights, other processes, the CUDA context: `total - free`, read after the warmup's
+    activations went back to the device) and the warmup's activation peak above the current
+    allocation (room the largest step needs at run time)."""
+    return total * gpu_memory_utilization - (total - free) - (peak_allocated - current_allocated)
+
+
 def cuda_num_blocks(model, block_bytes: int, gpu_memory_utilization: float, num_tokens: int,
                     max_len: int, num_logit_rows: int) -> int:
     """Blocks that fit in what the warmup leaves of the utilization budget."""
@@ -52,8 +61,11 @@ def cuda_num_blocks(model, block_bytes: int, gpu_memory_utilization: float, num_
     torch.cuda.reset_peak_memory_stats(device)
     warmup_forward(model, num_tokens, max_len, num_logit_rows)
     torch.cuda.synchronize(device)
+    # hand the warmup's cached blocks back: otherwise `total - free` counts its activations,
+    # which the peak term below counts again
+    torch.cuda.empty_cache()
     free, total = torch.cuda.mem_get_info(device)
     stats = torch.cuda.memory_stats(device)
-    activation_peak = stats["allocated_bytes.all.peak"] - stats["allocated_bytes.all.current"]
-    budget = total * gpu_memory_utilization - (total - free) - activation_peak
+    budget = kv_budget_bytes(total, free, stats["allocated_bytes.all.peak"],
+                             stats["allocated_bytes.all.current"], gpu_memory_utilization)
     return int(budget // block_bytes)

@@ -49,7 +49,8 @@ class EngineConfig:
     enable_prefix_caching: bool = True
     enforce_eager: bool = False                # no CUDA graphs
     truncate_prompts: bool = False
-    data_parallel: bool = True                 # shard requests over an initialized process group
+    data_parallel: bool = False                # True: shard requests over the process group;
+                                               # then every rank must make the same calls
     seed: int = 0
 
 
@@ -60,7 +61,7 @@ class LLM:
                  max_model_len: int | None = None, kv_cache_bytes: int | None = None,
                  gpu_memory_utilization: float = 0.9, enable_prefix_caching: bool = True,
                  enforce_eager: bool = False, truncate_prompts: bool = False,
-                 data_parallel: bool = True, seed: int = 0):
+                 data_parallel: bool = False, seed: int = 0):
         self.cfg = EngineConfig(block_size, max_num_seqs, max_num_batched_tokens, max_model_len,
                                 kv_cache_bytes, gpu_memory_utilization, enable_prefix_caching,
                                 enforce_eager, truncate_prompts, data_parallel, seed)
@@ -77,7 +78,8 @@ class LLM:
         self.scheduler = Scheduler(BlockManager(num_blocks, block_size, enable_prefix_caching),
                                    min(max_num_seqs, max_num_batched_tokens), max_num_batched_tokens)
         self.runner = ModelRunner(self.model, num_blocks, block_size, self.max_model_len,
-                                  self.scheduler.max_num_seqs, use_cuda_graphs=not enforce_eager)
+                                  self.scheduler.max_num_seqs, use_cuda_graphs=not enforce_eager,
+                                  max_num_batched_tokens=max_num_batched_tokens)
         self.stats = GenerationStats()
         self._calls = 0
 
@@ -258,22 +260,20 @@ class LLM:
                 _count_step(batch, stats)
                 out = self.runner.execute(batch)
                 sched.advance(batch)
-                for i, seq in enumerate(batch.seqs):
-                    seq.prompt_logprobs.extend(out.prompt_logprobs.get(i, ()))
-                    if i in out.top_logprobs:
-                        seq.next_token_logprobs = out.top_logprobs[i]
-                    if seq.num_computed_tokens < seq.num_tokens:
-                        continue                       # more prefill chunks to go
-                    reason = "length"
-                    if seq.samples:
-                        seq.token_ids.append(out.sampled[i])
-                        stats.num_output_tokens += 1
-                        reason = check_stop(seq, self.tokenizer, self.max_model_len)
+                for i, values in out.prompt_logprobs.items():
+                    batch.seqs[i].prompt_logprobs.extend(values)
+                for i, top in out.top_logprobs.items():
+                    batch.seqs[i].next_token_logprobs = top
+                for i, token in zip(out.sampled_rows, out.sampled):
+                    seq = batch.seqs[i]
+                    seq.token_ids.append(token)
+                    reason = check_stop(seq, self.tokenizer, self.max_model_len)
                     if reason is not None:
-                        sched.finish(seq, reason)
-                        samples_left[seq.request_index] -= 1
-                        if samples_left[seq.request_index] == 0:
-                            bar.update(1)
+                        self._finish(seq, reason, samples_left, bar)
+                stats.num_output_tokens += len(out.sampled)
+                for seq in batch.seqs:         # scoring / probing sequences end with their prefill
+                    if seq.max_tokens == 0 and seq.num_computed_tokens == seq.num_tokens:
+                        self._finish(seq, "length", samples_left, bar)
                 if use_tqdm and perf_counter() - shown > 0.5:
                     shown = perf_counter()
                     el = shown - start
@@ -289,6 +289,12 @@ class LLM:
         stats.elapsed_s = perf_counter() - start
         stats.num_preemptions = sched.num_preemptions - preemptions
         stats.num_cached_prompt_tokens = sched.num_cached_tokens - cached
+
+    def _finish(self, seq: Sequence, reason: str, samples_left: Counter, bar) -> None:
+        self.scheduler.finish(seq, reason)
+        samples_left[seq.request_index] -= 1
+        if samples_left[seq.request_index] == 0:
+            bar.update(1)
 
 
 def _count_step(batch, stats: GenerationStats) -> None:
@@ -309,8 +315,12 @@ def _resolve_model(model, tokenizer, dtype, device) -> tuple[CausalLM, object]:
         if device is None:
             device = _default_device()
         loaded = load_model(path, dtype=dtype, device=device)
-        if tokenizer is None and (path / "tokenizer.json").is_file():
-            tokenizer = Tokenizer.from_pretrained(path)
+        if tokenizer is None:
+            if (path / "tokenizer.json").is_file():
+                tokenizer = Tokenizer.from_pretrained(path)
+            else:
+                warnings.warn(f"{path / 'tokenizer.json'} not found: this LLM has no tokenizer, so it "
+                              "takes token-id prompts only and returns no text (pass tokenizer=...)")
         return loaded, tokenizer
     if not isinstance(model, CausalLM):
         raise TypeError(f"LLM(model=...) takes a checkpoint path or a CausalLM, got {type(model).__name__}")

@@ -9,7 +9,6 @@ log-probs were asked for.
 """
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -21,11 +20,13 @@ from engine.generation import sampler
 from engine.generation.cuda_graphs import DecodeGraphs
 from engine.generation.kv_cache import allocate_kv_cache
 from engine.generation.scheduler import ScheduledBatch
+from kernels.cpu_attention import DenseDecodeKV
 
 
 @dataclass
 class StepOutput:
-    sampled: dict[int, int] = field(default_factory=dict)              # batch index -> token
+    sampled_rows: list[int] = field(default_factory=list)              # batch indices that sampled
+    sampled: list[int] = field(default_factory=list)                   # their tokens
     prompt_logprobs: dict[int, list[float]] = field(default_factory=dict)
     top_logprobs: dict[int, dict[int, float]] = field(default_factory=dict)
 
@@ -38,86 +39,177 @@ class _Rows:
     top: list[tuple[int, int]] = field(default_factory=list)           # (batch index, row)
 
 
+class GraphCaptureError(RuntimeError):
+    """CUDA-graph capture failed; the engine does not silently fall back to eager decoding."""
+
+
+class _HostBuffers:
+    """A step's integer inputs, written on the host and sent with non_blocking copies: pinned
+    host tensors (numpy views for cheap writes) mirrored by device tensors of the same shape.
+    On a CPU device the host tensors are the step's tensors (no copy)."""
+
+    def __init__(self, device: torch.device, max_tokens: int, max_seqs: int, max_blocks: int):
+        self.device = device
+        pin = device.type == "cuda"
+        host = lambda *shape, dtype: torch.zeros(*shape, dtype=dtype, pin_memory=pin)  # noqa: E731
+        self.host = {"ids": host(max_tokens, dtype=torch.int64),
+                     "positions": host(max_tokens, dtype=torch.int64),
+                     "slots": host(max_tokens, dtype=torch.int64),
+                     "cu_q": host(max_seqs + 1, dtype=torch.int32),
+                     "cu_k": host(max_seqs + 1, dtype=torch.int32),
+                     "context": host(max_seqs, dtype=torch.int32),
+                     "steps": host(max_seqs, dtype=torch.int64),
+                     "tables": host(max_seqs, max_blocks, dtype=torch.int32)}
+        self.np = {k: v.numpy() for k, v in self.host.items()}
+        self.dev = (self.host if device.type == "cpu" else
+                    {k: torch.zeros_like(v, device=device) for k, v in self.host.items()})
+        self._sent = torch.cuda.Event() if device.type == "cuda" else None
+
+    def writable(self) -> None:
+        """Wait until the last step's copies have read the host buffers (usually long done:
+        each sampling step ends with the device->host copy of its tokens)."""
+        if self._sent is not None:
+            self._sent.synchronize()
+
+    def sent(self) -> None:
+        """Mark the end of a step's copies."""
+        if self._sent is not None:
+            self._sent.record()
+
+    def send(self, name: str, rows: int, cols: int | None = None) -> torch.Tensor:
+        """The device tensor of the first `rows` (and `cols`) entries of buffer `name`."""
+        src = self.host[name][:rows] if cols is None else self.host[name][:rows, :cols]
+        if self.device.type == "cpu":
+            return src
+        dst = self.dev[name][:rows] if cols is None else self.dev[name][:rows, :cols]
+        dst.copy_(src, non_blocking=True)
+        return dst
+
+
 class ModelRunner:
     def __init__(self, model, num_blocks: int, block_size: int, max_model_len: int,
-                 max_num_seqs: int, use_cuda_graphs: bool):
+                 max_num_seqs: int, use_cuda_graphs: bool, max_num_batched_tokens: int = 8192):
         self.model = model
         self.device = model.device
         self.block_size = block_size
         self.max_model_len = max_model_len
         self.max_blocks_per_seq = -(-max_model_len // block_size)
-        self.logits_chunk = max(1, max_num_seqs)
+        # rows of logits computed at once for log-probs: about 64 MiB of fp32 logits
+        self.logits_chunk = max(1, max_num_seqs, 2**24 // model.config.vocab_size)
         self.kv_cache, self.kv_caches = allocate_kv_cache(model.config, num_blocks, block_size,
                                                           model.dtype, self.device)
+        self.buffers = _HostBuffers(self.device, max(max_num_batched_tokens, max_num_seqs),
+                                    max_num_seqs, self.max_blocks_per_seq)
+        # block-table rows of the current decode composition: which sequence owns each row
+        # and how many of its blocks the row holds, so a decode step writes only new blocks
+        self._table_owner: list[int] = []
+        self._table_filled: list[int] = []
+        self._sampling_key: tuple[int, ...] | None = None
+        self._sampling: sampler.SamplingBatch | None = None
+        self._decode_cu_seqlens = torch.arange(max_num_seqs + 1, dtype=torch.int32, device=self.device)
+        # the CPU backend's decode path: K/V kept dense across decode steps (no page gathers)
+        on_cpu_backend = self.device.type == "cpu" and ops.backend(torch.empty(0)) == "cpu"
+        self.dense_kv = DenseDecodeKV() if on_cpu_backend else None
         self.graphs: DecodeGraphs | None = None
         # the torch reference ops sync with the host (.tolist()), which a graph cannot capture
         if use_cuda_graphs and self.device.type == "cuda" and ops.backend() == "triton":
             self._capture_graphs(max_num_seqs)
 
     def _capture_graphs(self, max_num_seqs: int) -> None:
+        graphs = DecodeGraphs(self.model, self.kv_caches, max_num_seqs, self.max_blocks_per_seq)
         try:
-            graphs = DecodeGraphs(self.model, self.kv_caches, max_num_seqs, self.max_blocks_per_seq)
             graphs.capture()
-            self.graphs = graphs
-        except Exception as e:   # a kernel that syncs or allocates cannot be captured: run eager
-            warnings.warn(f"CUDA graph capture failed, decoding eagerly: {type(e).__name__}: {e}")
-            self.graphs = None
-            torch.cuda.synchronize()
+        except Exception as e:   # a kernel that syncs or allocates cannot be captured
+            raise GraphCaptureError(
+                f"CUDA graph capture failed at decode batch size {graphs.capturing}: "
+                f"{type(e).__name__}: {e}; pass enforce_eager=True to decode without graphs") from e
+        self.graphs = graphs
 
     def close(self) -> None:
         self.graphs = None
         self.kv_cache = self.kv_caches = None
 
     # --- batch preparation ----------------------------------------------------------------
-    def _slots(self, block_table: list[int], start: int, end: int) -> list[int]:
-        bs, out = self.block_size, []
-        for b in range(start // bs, -(-end // bs)):
-            lo, hi = max(start, b * bs), min(end, (b + 1) * bs)
-            base = block_table[b] * bs - b * bs
-            out.extend(range(base + lo, base + hi))
-        return out
-
-    def _block_tables(self, batch: ScheduledBatch) -> torch.Tensor:
-        width = max(len(s.block_table) for s in batch.seqs)
-        table = np.zeros((len(batch.seqs), width), dtype=np.int32)   # pad with block 0
-        for i, seq in enumerate(batch.seqs):
-            row = seq.block_table_array()
-            table[i, :len(row)] = row
-        return torch.from_numpy(table).to(self.device)
-
     def prepare(self, batch: ScheduledBatch) -> tuple[torch.Tensor, torch.Tensor, AttentionMetadata, _Rows]:
         """Flat step tensors: input ids [N], positions [N], attention metadata, logit rows."""
-        if batch.is_decode:
-            return self._prepare_decode(batch)
-        ids, positions, slots, cu_q, cu_k = [], [], [], [0], [0]
+        self.buffers.writable()
+        step = self._prepare_decode(batch) if batch.is_decode else self._prepare_prefill(batch)
+        self.buffers.sent()
+        return step
+
+    def _prepare_prefill(self, batch: ScheduledBatch):
+        if self.dense_kv is not None:
+            self.dense_kv.reset()
+        self._table_owner = []                      # the next decode step rebuilds its rows
+        buf, bs = self.buffers.np, self.block_size
+        n, cu_q, cu_k = 0, [0], [0]
         for seq, k in zip(batch.seqs, batch.num_new_tokens):
             start, end = seq.num_computed_tokens, seq.num_computed_tokens + k
-            ids.extend(seq.token_ids[start:end])
-            positions.extend(range(start, end))
-            slots.extend(self._slots(seq.block_table, start, end))
-            cu_q.append(cu_q[-1] + k)
+            buf["ids"][n:n + k] = seq.token_ids[start:end]
+            pos = np.arange(start, end)
+            buf["positions"][n:n + k] = pos
+            buf["slots"][n:n + k] = seq.block_table_array()[pos // bs].astype(np.int64) * bs + pos % bs
+            n += k
+            cu_q.append(n)
             cu_k.append(cu_k[-1] + end)
-        meta = AttentionMetadata(cu_seqlens_q=self._int32(cu_q), max_seqlen_q=max(batch.num_new_tokens),
-                                 kv_caches=self.kv_caches, slot_mapping=self._int64(slots))
+        num_seqs = len(batch.seqs)
+        buf["cu_q"][:num_seqs + 1] = cu_q
+        send = self.buffers.send
+        meta = AttentionMetadata(cu_seqlens_q=send("cu_q", num_seqs + 1),
+                                 max_seqlen_q=max(batch.num_new_tokens),
+                                 kv_caches=self.kv_caches, slot_mapping=send("slots", n))
         if any(s.num_computed_tokens for s in batch.seqs):   # some keys come from the cache
-            meta.cu_seqlens_k = self._int32(cu_k)
+            buf["cu_k"][:num_seqs + 1] = cu_k
+            meta.cu_seqlens_k = send("cu_k", num_seqs + 1)
             meta.max_seqlen_k = max(b - a for a, b in zip(cu_k, cu_k[1:]))
-            meta.block_tables = self._block_tables(batch)
+            width = max(len(s.block_table) for s in batch.seqs)
+            tables = buf["tables"]
+            tables[:num_seqs, :width] = 0               # pad with block 0
+            for i, seq in enumerate(batch.seqs):
+                row = seq.block_table_array()
+                tables[i, :len(row)] = row
+            meta.block_tables = send("tables", num_seqs, width)
         else:
             meta.max_seqlen_k = meta.max_seqlen_q
-        return self._int64(ids), self._int64(positions), meta, self._logit_rows(batch, cu_q)
+        return send("ids", n), send("positions", n), meta, self._logit_rows(batch, cu_q)
+
+    def _update_tables(self, seqs: list) -> int:
+        """Bring the block-table rows up to date for this decode composition; only rows whose
+        sequence changed or grew new blocks are written. -> the table width in use."""
+        tables = self.buffers.np["tables"]
+        owner, filled = self._table_owner, self._table_filled
+        if len(owner) != len(seqs) or any(o != s.seq_id for o, s in zip(owner, seqs)):
+            self._table_owner = owner = [s.seq_id for s in seqs]
+            self._table_filled = filled = [0] * len(seqs)
+        for i, seq in enumerate(seqs):
+            if len(seq.block_table) != filled[i]:
+                row = seq.block_table_array()
+                tables[i, filled[i]:len(row)] = row[filled[i]:]
+                filled[i] = len(row)
+        return max(filled)
 
     def _prepare_decode(self, batch: ScheduledBatch):
-        bs = self.block_size
-        positions = [s.num_computed_tokens for s in batch.seqs]
-        ids = [s.token_ids[p] for s, p in zip(batch.seqs, positions)]
-        slots = [s.block_table[p // bs] * bs + p % bs for s, p in zip(batch.seqs, positions)]
-        context = [p + 1 for p in positions]
-        meta = AttentionMetadata(cu_seqlens_q=self._int32(list(range(len(ids) + 1))), max_seqlen_q=1,
-                                 max_seqlen_k=max(context), kv_caches=self.kv_caches,
-                                 slot_mapping=self._int64(slots), block_tables=self._block_tables(batch),
-                                 context_lens=self._int32(context), is_decode=True)
-        return self._int64(ids), self._int64(positions), meta, self._logit_rows(batch, range(len(ids) + 1))
+        seqs, bs, b = batch.seqs, self.block_size, len(batch.seqs)
+        buf, send = self.buffers.np, self.buffers.send
+        width = self._update_tables(seqs)
+        pos = buf["positions"][:b]
+        pos[:] = [s.num_computed_tokens for s in seqs]
+        buf["ids"][:b] = [s.token_ids[-1] for s in seqs]
+        buf["slots"][:b] = buf["tables"][np.arange(b), pos // bs] * bs + pos % bs
+        buf["context"][:b] = pos + 1
+        meta = AttentionMetadata(cu_seqlens_q=self._decode_cu_seqlens[:b + 1], max_seqlen_q=1,
+                                 max_seqlen_k=int(pos.max()) + 1, kv_caches=self.kv_caches,
+                                 slot_mapping=send("slots", b), block_tables=send("tables", b, width),
+                                 context_lens=send("context", b), is_decode=True)
+        positions = send("positions", b)
+        if self.dense_kv is not None and self.dense_kv.prepare(
+                self.kv_caches, self._table_owner, meta.block_tables, positions):
+            meta.dense_kv = self.dense_kv
+        if all(s.samples and not s.top_logprobs for s in seqs):
+            rows = _Rows(sample=[(i, i) for i in range(b)])
+        else:
+            rows = self._logit_rows(batch, range(b + 1))
+        return send("ids", b), positions, meta, rows
 
     @staticmethod
     def _logit_rows(batch: ScheduledBatch, cu_q) -> _Rows:
@@ -134,12 +226,6 @@ class ModelRunner:
                 for p in range(lo, min(end, seq.num_tokens - 1)):
                     rows.logprob.append((i, cu_q[i] + p - start, seq.token_ids[p + 1]))
         return rows
-
-    def _int64(self, values: list[int]) -> torch.Tensor:
-        return torch.tensor(values, dtype=torch.int64, device=self.device)
-
-    def _int32(self, values: list[int]) -> torch.Tensor:
-        return torch.tensor(values, dtype=torch.int32, device=self.device)
 
     # --- the step -------------------------------------------------------------------------
     @torch.no_grad()
@@ -167,17 +253,28 @@ class ModelRunner:
 
     def _sample(self, batch: ScheduledBatch, hidden: torch.Tensor, picks: list[tuple[int, int]],
                 out: StepOutput) -> None:
-        index = torch.tensor([r for _, r in picks], device=self.device)
-        logits = self.model.compute_logits(hidden[index])
+        """Sample the picked rows: settings on the device per composition, one device->host
+        copy for the tokens."""
+        b = len(picks)
         seqs = [batch.seqs[i] for i, _ in picks]
-        tokens = sampler.sample(logits,
-                                [s.params.temperature for s in seqs],
-                                [s.params.top_k for s in seqs],
-                                [s.params.top_p for s in seqs],
-                                [s.seed for s in seqs],
-                                [s.num_completion_tokens for s in seqs])
-        for (i, _), t in zip(picks, tokens.tolist()):
-            out.sampled[i] = t
+        if all(i == r for i, r in picks) and hidden.shape[0] == b:
+            rows = hidden                                   # a decode step: every row samples
+        else:
+            rows = hidden[torch.tensor([r for _, r in picks], device=self.device)]
+        logits = self.model.compute_logits(rows)
+        key = tuple(s.seq_id for s in seqs)
+        if key != self._sampling_key:
+            self._sampling_key = key
+            self._sampling = sampler.SamplingBatch(
+                [s.params.temperature for s in seqs], [s.params.top_k for s in seqs],
+                [s.params.top_p for s in seqs], [s.seed for s in seqs], self.device)
+        steps = None
+        if not self._sampling.all_greedy:
+            self.buffers.np["steps"][:b] = [s.num_completion_tokens for s in seqs]
+            steps = self.buffers.send("steps", b)
+            self.buffers.sent()
+        out.sampled_rows = [i for i, _ in picks]
+        out.sampled = self._sampling.sample(logits, steps).tolist()
 
     def _top_logprobs(self, batch: ScheduledBatch, hidden: torch.Tensor, picks: list[tuple[int, int]],
                       out: StepOutput) -> None:
