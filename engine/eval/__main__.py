@@ -62,7 +62,8 @@ def _harness(args) -> None:
     rank = _join_torchrun()
     results = evaluate_tasks(args.model, tasks, num_fewshot=args.num_fewshot, limit=args.limit,
                              include_path=args.include_path, chat_template=args.chat_template,
-                             log_samples=args.log_samples, dtype=args.dtype, device=args.device)
+                             log_samples=args.log_samples, bootstrap_iters=args.bootstrap_iters,
+                             dtype=args.dtype, device=args.device)
     if rank != 0 or results is None:
         return
     if args.out:
@@ -121,6 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     harness.add_argument("--include-path", help="folder of extra task YAMLs (local tasks)")
     harness.add_argument("--log-samples", action="store_true",
                          help="keep every request and response in the --out JSON")
+    harness.add_argument("--bootstrap-iters", type=int, default=100000,
+                         help="resamples for the standard errors of non-mean metrics (0: none)")
     harness.add_argument("--dtype", help="float32 | bfloat16 | float16 (default: the checkpoint's)")
     harness.add_argument("--device", help="cpu | cuda (default: cuda when available)")
     harness.set_defaults(run=_harness)
