@@ -24,6 +24,10 @@ setup(
     ],
     extras_require={
         "flash": ["flash-attn"],
-        "test": ["pytest", "hypothesis", "transformers>=4.45", "rouge-score", "nltk"],
+        # lm-evaluation-harness backend (engine.eval.harness); never needed by the engine itself
+        "eval": ["lm-eval>=0.4,<0.5"],
+        # lm-eval and accelerate: the harness tests compare with lm-eval's own hf backend
+        "test": ["pytest", "hypothesis", "transformers>=4.45", "rouge-score", "nltk",
+                 "lm-eval>=0.4,<0.5", "accelerate>=0.26"],
     },
 )

@@ -190,15 +190,30 @@ class SheepLM(TemplateLM):
         logprobs = [list(s.token_logprobs) for s in scored]
         last_top1: dict[int, int] = {}
         tails = [i for i, o in enumerate(overflow) if o]
-        if tails:
-            vocab = self.llm.model.config.vocab_size
-            dists = self.llm.next_token_logprobs([ctxs[i] + conts[i][:-1] for i in tails], top_k=vocab)
-            for i, dist in zip(tails, dists):
-                logprobs[i].append(dist[conts[i][-1]])
-                last_top1[i] = max(dist, key=dist.get)
+        for i, (logprob, top1) in zip(tails, self._last_token_logprobs(
+                [ctxs[i] + conts[i][:-1] for i in tails], [conts[i][-1] for i in tails])):
+            logprobs[i].append(logprob)
+            last_top1[i] = top1
         greedy = (self._greedy_flags(ctxs, conts, logprobs, last_top1) if with_greedy
                   else [False] * len(pairs))
         return [(float(sum(lp)), g) for lp, g in zip(logprobs, greedy)]
+
+    def _last_token_logprobs(self, prefixes: list[list[int]], targets: list[int]
+                             ) -> list[tuple[float, int]]:
+        """(log p(target | prefix), top-1 id) for each prefix, from the next-token distribution:
+        the 64 most likely first, the whole vocabulary only where the target is not among
+        them (the prefixes' blocks are cached by then, so the second pass is cheap)."""
+        vocab = self.llm.model.config.vocab_size
+        found: dict[int, tuple[float, int]] = {}
+        for top_k in sorted({min(64, vocab), vocab}):
+            todo = [i for i in range(len(prefixes)) if i not in found]
+            if not todo:
+                break
+            for i, dist in zip(todo, self.llm.next_token_logprobs([prefixes[i] for i in todo],
+                                                                  top_k=top_k)):
+                if targets[i] in dist:
+                    found[i] = (dist[targets[i]], max(dist, key=dist.get))
+        return [found[i] for i in range(len(prefixes))]
 
     def _greedy_flags(self, ctxs, conts, logprobs, last_top1: dict[int, int]) -> list[bool]:
         """Is every continuation token the top-1 at its position? Tokens above probability one
