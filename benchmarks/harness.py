@@ -43,6 +43,9 @@ SHAPES = {   # overrides of the tiny preset (its 700-token vocabulary stays)
     "small": dict(hidden_size=256, intermediate_size=704, num_hidden_layers=4,
                   num_attention_heads=4, num_key_value_heads=2, head_dim=64,
                   max_position_embeddings=512),
+    "medium": dict(hidden_size=512, intermediate_size=1408, num_hidden_layers=8,
+                   num_attention_heads=8, num_key_value_heads=2, head_dim=64,
+                   max_position_embeddings=512),
     "qwen2.5-0.5b": dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
                          num_attention_heads=14, num_key_value_heads=2, head_dim=64,
                          attention_bias=True, max_position_embeddings=2048),
@@ -132,6 +135,7 @@ def main(argv=None) -> None:
     p.add_argument("--hf-batch-sizes", default="1,16,64")
     p.add_argument("--repeats", type=int, default=3, help="timed runs per backend (best kept)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (both backends)")
+    p.add_argument("--only", help="comma-separated request types to run (default: all three)")
     p.add_argument("--quick", action="store_true")
     args = p.parse_args(argv)
     if args.quick:
@@ -149,7 +153,10 @@ def main(argv=None) -> None:
           for bs in map(int, args.hf_batch_sizes.split(","))}
     backends = {"sheep": ours, **{f"hf_bs{bs}": lm for bs, lm in hf.items()}}
     results = {}
+    wanted = set(args.only.split(",")) if args.only else set(REQUEST_TYPE.values())
     for task, kind in REQUEST_TYPE.items():
+        if kind not in wanted:
+            continue
         for lm in backends.values():                          # warm-up: two documents each
             run_task(lm, task, tmp / "tasks", limit=2)
         row, responses = {}, {}

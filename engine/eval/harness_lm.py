@@ -23,6 +23,7 @@ results only where LOCAL_RANK is 0; the caller writes them on global rank 0.
 from __future__ import annotations
 
 import inspect
+import logging
 import math
 from collections import Counter
 from pathlib import Path
@@ -34,6 +35,8 @@ from lm_eval.api.registry import register_model
 from lm_eval.models.utils import handle_stop_sequences, normalize_gen_kwargs, postprocess_generated_text
 
 from engine.generation import LLM, SamplingParams
+
+log = logging.getLogger("sheep.eval.harness")
 
 # a token with probability above one half is necessarily the argmax: no top-1 query needed
 _LOG_HALF = math.log(0.5)
@@ -168,8 +171,8 @@ class SheepLM(TemplateLM):
                      count_as: str | None, use_tqdm: bool) -> list[tuple[float, bool]]:
         """Summed log-probs (and is_greedy) of each continuation given its context, one engine
         call for all pairs. A pair of exactly the engine's context + 1 tokens (what hf reads
-        after left truncation) has its last token scored from the full next-token
-        distribution of the tokens before it."""
+        after left truncation) has its last token scored from the next-token distribution of
+        the tokens before it."""
         limit = self.max_length
         ctxs, conts, overflow = [], [], []
         for i, (ctx, cont) in enumerate(pairs):
@@ -180,7 +183,7 @@ class SheepLM(TemplateLM):
             if len(full) > limit + 1:
                 full = full[-(limit + 1):]
                 if count_as:
-                    self.truncated[count_as] += 1
+                    self._count_truncated(count_as, i, len(ctx) + len(cont), limit + 1)
             ctxs.append(full[:len(full) - len(cont)])
             conts.append(list(cont))
             overflow.append(len(full) > self.llm.max_model_len)
@@ -255,6 +258,13 @@ class SheepLM(TemplateLM):
             return last_top1[i] == conts[i][j]
         return logprobs[i][j] > _LOG_HALF
 
+    def _count_truncated(self, request_type: str, i: int, length: int, kept: int) -> None:
+        if not self.truncated[request_type]:
+            log.warning("%s request %d has %d tokens: keeping its last %d (later ones are only "
+                        "counted, in results['sheep']['truncated_requests'])",
+                        request_type, i, length, kept)
+        self.truncated[request_type] += 1
+
     # --- generation ------------------------------------------------------------------------
     def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
         eos_text = self.tokenizer.decode([self._eot], skip_special_tokens=False)
@@ -270,8 +280,8 @@ class SheepLM(TemplateLM):
             ids = self.tokenizer.encode(context, add_special_tokens=not (
                 self._bos_text and context.startswith(self._bos_text)))
             if len(ids) > room:
+                self._count_truncated("generate_until", i, len(ids), room)
                 ids = ids[-room:]
-                self.truncated["generate_until"] += 1
             prompts.append(ids)
             params.append(self._sampling_params(kwargs, until, max_gen, eos_text))
             stops.append(until)
