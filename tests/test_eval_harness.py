@@ -252,3 +252,19 @@ def test_two_torchrun_ranks_give_one_process_metrics(case, tmp_path):
         _assert_same_metrics(ranks, ours, task)
     assert _responses(ranks, "sheep_gen") == _responses(ours, "sheep_gen")
     assert ranks["sheep"] == ours["sheep"]
+
+
+def test_llama_case_prepends_bos_like_its_checkpoint(case):
+    """The llama twin really exercises the BOS path (prefix token, tokenizer specials)."""
+    import transformers
+
+    from engine.tokenizer import Tokenizer
+
+    model_dir = case[0]
+    ref = transformers.AutoTokenizer.from_pretrained(model_dir)
+    ids = ref("the cat sat").input_ids
+    assert Tokenizer.from_pretrained(model_dir).encode("the cat sat") == ids
+    if "llama" in model_dir.parent.name:
+        assert ref.bos_token_id is not None and ids[0] == ref.bos_token_id
+    else:
+        assert ref.bos_token_id is None

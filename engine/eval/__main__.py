@@ -92,7 +92,8 @@ def _number(text: str) -> int | float:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m engine.eval",
-                                     description="Verifiable-instruction (IFEval) evaluation.")
+                                     description="IFEval checks, and lm-evaluation-harness tasks "
+                                                 "run by our engine.")
     commands = parser.add_subparsers(dest="command", required=True)
 
     score = commands.add_parser("ifeval", help="score existing responses")
