@@ -103,7 +103,11 @@ def test_engine_imports_without_lm_eval():
     assert 'missing: lm-evaluation-harness is not installed' in proc.stdout
 
 
-def test_model_loads_once_for_all_tasks(tiny, tasks_dir, monkeypatch):
+def test_model_loads_once_for_all_tasks_and_random_state_is_kept(tiny, tasks_dir, monkeypatch):
+    import random
+
+    import torch
+
     built = []
     real = harness_lm.build_llm
 
@@ -111,10 +115,17 @@ def test_model_loads_once_for_all_tasks(tiny, tasks_dir, monkeypatch):
         built.append(args)
         return real(*args, **kwargs)
     monkeypatch.setattr(harness_lm, "build_llm", counting)
+    torch.manual_seed(11)
+    random.seed(11)
+    expected = torch.rand(3), random.random()
+    torch.manual_seed(11)
+    random.seed(11)
     results = harness.evaluate_tasks(str(tiny), ["tiny_ll", "tiny_gen"],
                                      include_path=str(tasks_dir), bootstrap_iters=0,
                                      dtype="float32", device="cpu")
     assert len(built) == 1
+    after = torch.rand(3), random.random()          # lm-eval seeded both inside the call
+    assert torch.equal(after[0], expected[0]) and after[1] == expected[1]
     assert set(results["results"]) == {"tiny_ll", "tiny_gen"}
     assert results["n-samples"]["tiny_ll"]["effective"] == 3
     json.dumps(results)                                       # JSON-serializable as returned

@@ -14,8 +14,10 @@ cache with ``HF_DATASETS_OFFLINE=1``); ``include_path`` adds a folder of task YA
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
+import random
 from pathlib import Path
 
 EXTRA_INSTALL = 'pip install -e ".[eval]"'
@@ -83,7 +85,8 @@ def evaluate_tasks(llm_or_model_dir, task_names: list[str], *, num_fewshot: int 
     Returns the harness's results dict made JSON-safe (``results`` per task and metric,
     ``n-shot``, ``configs``, ``versions``, ``n-samples``, ``samples`` with log_samples, ...)
     plus ``sheep``: {"truncated_requests": {request type: count}, "max_length": tokens}.
-    Returns None on ranks other than local rank 0 (lm-eval's own rule).
+    Returns None on ranks other than local rank 0 (lm-eval's own rule). The python, numpy
+    and torch random states are as they were before the call (lm-eval seeds them globally).
     """
     check_tasks(task_names, include_path)
     lm_eval = require_lm_eval()
@@ -95,13 +98,33 @@ def evaluate_tasks(llm_or_model_dir, task_names: list[str], *, num_fewshot: int 
         lm = SheepLM(str(llm_or_model_dir), **llm_kwargs)
     else:
         lm = SheepLM(llm=llm_or_model_dir, **llm_kwargs)
-    results = lm_eval.simple_evaluate(
-        model=lm, tasks=list(task_names), num_fewshot=num_fewshot, limit=limit,
-        task_manager=task_manager(task_names, include_path), apply_chat_template=chat_template,
-        log_samples=log_samples, bootstrap_iters=bootstrap_iters)
+    with _callers_random_state():
+        results = lm_eval.simple_evaluate(
+            model=lm, tasks=list(task_names), num_fewshot=num_fewshot, limit=limit,
+            task_manager=task_manager(task_names, include_path), apply_chat_template=chat_template,
+            log_samples=log_samples, bootstrap_iters=bootstrap_iters)
     if results is None:
         return None
     results = json.loads(json.dumps(results, default=handle_non_serializable))
     results["sheep"] = {"truncated_requests": dict(lm.truncated), "max_length": lm.max_length}
     return results
 
+
+
+@contextlib.contextmanager
+def _callers_random_state():
+    """simple_evaluate seeds python, numpy and torch globally; a caller's own draws (the
+    loop's sampling and shuffles) must not depend on whether an evaluation ran in between."""
+    import numpy as np
+    import torch
+
+    saved = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+    try:
+        yield
+    finally:
+        random.setstate(saved[0])
+        np.random.set_state(saved[1])
+        torch.set_rng_state(saved[2])
+        if cuda is not None:
+            torch.cuda.set_rng_state_all(cuda)
