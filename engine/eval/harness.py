@@ -110,7 +110,6 @@ def evaluate_tasks(llm_or_model_dir, task_names: list[str], *, num_fewshot: int 
     return results
 
 
-
 @contextlib.contextmanager
 def _callers_random_state():
     """simple_evaluate seeds python, numpy and torch globally; a caller's own draws (the
