@@ -28,7 +28,10 @@ setup(
         "flash": ["flash-attn"],
         "tensorboard": ["tensorboard"],   # tracker = "tensorboard"
         "wandb": ["wandb"],               # tracker = "wandb"
+        # lm-evaluation-harness backend (engine.eval.harness); never needed by the engine itself
+        "eval": ["lm-eval>=0.4,<0.5"],
+        # trackers, and lm-eval with accelerate: the harness tests compare with lm-eval's hf backend
         "test": ["pytest", "hypothesis", "transformers>=4.45", "rouge-score", "nltk", "tensorboard",
-                 "wandb"],
+                 "wandb", "lm-eval>=0.4,<0.5", "accelerate>=0.26"],
     },
 )

@@ -1,15 +1,19 @@
-"""Command line: ``python -m engine.eval ifeval ...`` and ``... generate-and-score ...``.
+"""Command line: ``python -m engine.eval ifeval ...``, ``... generate-and-score ...`` and
+``... harness ...``.
 
 ``ifeval`` scores responses someone already has (one ``{"prompt", "response"}`` per line,
 matched to the data by prompt text). ``generate-and-score`` loads a model directory with
 ``engine.LLM``, answers the prompts greedily and scores them. Both print the metrics as
-JSON and write them to ``--out`` when given.
+JSON and write them to ``--out`` when given. ``harness`` runs lm-evaluation-harness tasks
+with our engine as the model (``engine.eval.harness``); under torchrun each rank takes a share
+of every batch and rank 0 prints and writes the results.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -48,9 +52,48 @@ def _generate_and_score(args) -> None:
     _emit(metrics, args.out)
 
 
+def _harness(args) -> None:
+    from engine.eval.harness import check_tasks, evaluate_tasks
+
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    check_tasks(tasks, args.include_path)            # before the model loads
+    if not Path(args.model).is_dir():
+        raise FileNotFoundError(f"--model {args.model}: no such model directory")
+    rank = _join_torchrun()
+    results = evaluate_tasks(args.model, tasks, num_fewshot=args.num_fewshot, limit=args.limit,
+                             include_path=args.include_path, chat_template=args.chat_template,
+                             log_samples=args.log_samples, bootstrap_iters=args.bootstrap_iters,
+                             dtype=args.dtype, device=args.device)
+    if rank != 0 or results is None:
+        return
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    print(json.dumps({"results": results["results"], "sheep": results["sheep"]}, indent=2))
+
+
+def _join_torchrun() -> int:
+    """This process's rank; under torchrun (WORLD_SIZE > 1) it joins the process group."""
+    import torch
+    import torch.distributed as dist
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        if torch.cuda.is_available():
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank() if dist.is_initialized() else 0
+
+
+def _number(text: str) -> int | float:
+    """--limit: a count of documents, or a fraction of them below 1."""
+    value = float(text)
+    return int(value) if value >= 1 and value.is_integer() else value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m engine.eval",
-                                     description="Verifiable-instruction (IFEval) evaluation.")
+                                     description="IFEval checks, and lm-evaluation-harness tasks "
+                                                 "run by our engine.")
     commands = parser.add_subparsers(dest="command", required=True)
 
     score = commands.add_parser("ifeval", help="score existing responses")
@@ -68,6 +111,23 @@ def build_parser() -> argparse.ArgumentParser:
                      help="wrap prompts in the model's chat template (instruct models)")
     gen.add_argument("--responses-out", help="also write the generated responses as JSONL")
     gen.set_defaults(run=_generate_and_score)
+
+    harness = commands.add_parser("harness", help="lm-evaluation-harness tasks with our engine")
+    harness.add_argument("--model", required=True, help="Hugging Face-layout model directory")
+    harness.add_argument("--tasks", required=True, help="comma-separated lm-eval task names")
+    harness.add_argument("--num-fewshot", type=int, help="few-shot examples (task default)")
+    harness.add_argument("--limit", type=_number, help="documents per task (or a fraction < 1)")
+    harness.add_argument("--out", help="write the full results JSON here")
+    harness.add_argument("--chat-template", action="store_true",
+                         help="wrap requests in the model's chat template (instruct models)")
+    harness.add_argument("--include-path", help="folder of extra task YAMLs (local tasks)")
+    harness.add_argument("--log-samples", action="store_true",
+                         help="keep every request and response in the --out JSON")
+    harness.add_argument("--bootstrap-iters", type=int, default=100000,
+                         help="resamples for the standard errors of non-mean metrics (0: none)")
+    harness.add_argument("--dtype", help="float32 | bfloat16 | float16 (default: the checkpoint's)")
+    harness.add_argument("--device", help="cpu | cuda (default: cuda when available)")
+    harness.set_defaults(run=_harness)
     return parser
 
 
@@ -75,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.run(args)
-    except (FileNotFoundError, ValueError, KeyError) as err:
+    except (FileNotFoundError, ValueError, KeyError, ImportError) as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"error: {message}", file=sys.stderr)
         return 2
