@@ -272,3 +272,60 @@ def test_fast_cpu_path_and_reference_path_write_the_same_data(world, tmp_path):
         total += max(len(ref[name]), len(fast[name]))
         differing += abs(len(ref[name]) - len(fast[name])) + sum(a != b for a, b in pairs)
     assert total > 0 and differing <= 0.02 * total, (differing, total)
+
+
+def _harness_tasks(root: Path) -> Path:
+    """Two local lm-eval tasks over JSONL files: multiple choice and rolling perplexity."""
+    root.mkdir(parents=True, exist_ok=True)
+    mc = [{"question": f"Pick a word {k}?", "choices": [" red", " blue", " green"], "answer": k % 3}
+          for k in range(4)]
+    ppl = [{"text": f"a short line of text number {k}"} for k in range(3)]
+    for name, rows in {"mc": mc, "ppl": ppl}.items():
+        (root / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    head = lambda n: (f"task: loop_{n}\ndataset_path: json\ndataset_kwargs:\n  data_files:\n"   # noqa: E731
+                      f"    test: {root / (n + '.jsonl')}\ntest_split: test\n")
+    (root / "mc.yaml").write_text(head("mc") + "output_type: multiple_choice\ndoc_to_text: '{{question}}'\n"
+                                  "doc_to_choice: '{{choices}}'\ndoc_to_target: '{{answer}}'\n"
+                                  "metric_list:\n  - metric: acc\n    aggregation: mean\n    higher_is_better: true\n")
+    (root / "ppl.yaml").write_text(head("ppl") + "output_type: loglikelihood_rolling\ndoc_to_text: ''\n"
+                                   "doc_to_target: '{{text}}'\nmetric_list:\n  - metric: word_perplexity\n"
+                                   "    aggregation: weighted_perplexity\n    higher_is_better: false\n")
+    return root
+
+
+def test_harness_tasks_run_per_iteration_and_resume_per_task(world, tmp_path, monkeypatch):
+    pytest.importorskip("lm_eval")
+    from engine.selfalign import measures
+
+    tasks = _harness_tasks(tmp_path / "tasks")
+    run_dir = tmp_path / "run"
+    extra = ["eval.enabled=false", f"eval.harness_include_path={tasks}",
+             'eval.harness_tasks=["loop_mc", "loop_ppl"]']
+    calls = []
+    real = measures.harness_task
+
+    def second_task_interrupted(ctx, model_dir, task):
+        calls.append((ctx.iteration, task))
+        if (ctx.iteration, task) == (1, "loop_ppl") and calls.count((1, "loop_ppl")) == 1:
+            raise KeyboardInterrupt
+        return real(ctx, model_dir, task)
+
+    monkeypatch.setattr(measures, "harness_task", second_task_interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_isheep(_cfg(world, run_dir, extra))
+    run_isheep(_cfg(world, run_dir, extra))           # resume: only the unfinished task runs
+    assert calls == [(0, "loop_mc"), (0, "loop_ppl"), (1, "loop_mc"), (1, "loop_ppl"), (1, "loop_ppl")]
+    for path in (run_dir / "base_eval.json", run_dir / "iter_01" / "eval.json"):
+        ev = json.loads(path.read_text())
+        assert 0 <= ev["harness.loop_mc"]["results"]["loop_mc"]["acc,none"] <= 1
+        assert ev["harness.loop_ppl"]["results"]["loop_ppl"]["word_perplexity,none"] > 1
+    report = (run_dir / "report.md").read_text()
+    assert "## Benchmarks (lm-evaluation-harness)" in report and "| M_1 |" in report
+    assert (run_dir / "plots" / "harness.png").is_file()
+
+
+def test_an_unknown_harness_task_fails_when_the_config_is_read(world, tmp_path):
+    pytest.importorskip("lm_eval")
+    tasks = _harness_tasks(tmp_path / "tasks")
+    with pytest.raises(SettingsError, match="loop_nope"):
+        _cfg(world, tmp_path / "run", [f"eval.harness_include_path={tasks}", 'eval.harness_tasks=["loop_nope"]'])
