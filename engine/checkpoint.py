@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 
+from engine.dtypes import dtype_of
 from engine.files import file_mode
 from engine.config import ModelConfig
 from engine.model import CausalLM
@@ -27,14 +28,10 @@ class CheckpointError(RuntimeError):
 
 
 def _parse_dtype(dtype: torch.dtype | str | None, cfg: ModelConfig) -> torch.dtype:
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    name = (dtype or cfg.torch_dtype or "float32").replace("torch.", "")
-    table = {"float32": torch.float32, "float": torch.float32, "bfloat16": torch.bfloat16,
-             "float16": torch.float16, "half": torch.float16}
-    if name not in table:
-        raise CheckpointError(f"unsupported dtype {name!r} (use float32, bfloat16 or float16)")
-    return table[name]
+    try:
+        return dtype_of(dtype or cfg.torch_dtype or "float32")
+    except ValueError as e:
+        raise CheckpointError(str(e)) from None
 
 
 def checkpoint_files(model_dir: Path) -> list[Path]:

@@ -35,6 +35,7 @@ from engine.generation.sampling_params import SamplingParams
 from engine.generation.scheduler import Scheduler
 from engine.generation.sequence import Sequence
 from engine.generation.stopping import check_stop, completion_text
+from engine.dtypes import dtype_of
 from engine.model import CausalLM
 
 
@@ -324,7 +325,7 @@ def _resolve_model(model, tokenizer, dtype, device) -> tuple[CausalLM, object]:
         return loaded, tokenizer
     if not isinstance(model, CausalLM):
         raise TypeError(f"LLM(model=...) takes a checkpoint path or a CausalLM, got {type(model).__name__}")
-    want_dtype = _parse_dtype(dtype) if dtype is not None else model.dtype
+    want_dtype = dtype_of(dtype) if dtype is not None else model.dtype
     want_device = torch.device(device) if device is not None else model.device
     if want_dtype != model.dtype or want_device != model.device:
         model = _converted_copy(model, want_dtype, want_device)
@@ -337,13 +338,6 @@ def _default_device() -> torch.device:
     if distributed.rank_and_world()[1] > 1:
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
     return torch.device("cuda")
-
-
-def _parse_dtype(dtype) -> torch.dtype:
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[
-        str(dtype).replace("torch.", "")]
 
 
 @torch.no_grad()

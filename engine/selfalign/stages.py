@@ -24,7 +24,8 @@ from engine.selfalign.run_directory import RunDirectory
 from engine.selfalign.seeds import SeedTask, load_default_seeds, read_seed_tasks
 from engine.selfalign.selection import passes, select_training_data
 from engine.selfalign.settings import IsheepConfig
-from engine.selfalign.synthesis import build_meta_prompt, filter_prompt, parse_generated_tasks
+from engine.selfalign.synthesis import (build_meta_prompt, filter_prompt, list_end_stop,
+                                        parse_generated_tasks)
 
 
 @dataclass
@@ -132,7 +133,7 @@ def synthesize_prompts(ctx: IterationContext) -> dict:
                 if s.novelty_pool == "run":
                     novelty.add([task["instruction"]])
                 kept.append(task)
-    stop = s.stop or [f"\n{LIST_SIZE}."]
+    stop = s.stop or list_end_stop()
     bar = ctx.progress("prompts", s.num_prompts)
     bar.update(min(len(kept), s.num_prompts))
     for r in range(len(rounds), s.max_rounds):
@@ -183,9 +184,6 @@ def synthesize_prompts(ctx: IterationContext) -> dict:
         if described:
             counts[ext.name] = described
     return counts
-
-
-LIST_SIZE = 20      # the meta-prompt asks for a list of 20 tasks (synthesis.meta_prompt_header)
 
 
 def _reuse_prompts(ctx: IterationContext) -> dict:

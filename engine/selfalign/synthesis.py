@@ -56,6 +56,14 @@ _OUTPUT_REQUIREMENT = (
     "100 words.")
 
 
+LIST_SIZE = 20     # tasks the meta-prompt asks for
+
+
+def list_end_stop() -> list[str]:
+    """Our synthesis stop: the line that would start the item after the list's last one."""
+    return [f"\n{LIST_SIZE}."]
+
+
 def meta_prompt_header(with_outputs: bool = False, output_requirement: bool = False) -> str:
     """The fixed text before the examples: the task, the requirements, and the list title.
 
@@ -66,13 +74,13 @@ def meta_prompt_header(with_outputs: bool = False, output_requirement: bool = Fa
     requirements = _REQUIREMENTS + ([_OUTPUT_REQUIREMENT] if with_outputs or output_requirement
                                     else [])
     lines = [
-        "Your job is to write a set of 20 varied task instructions. A GPT language model "
+        f"Your job is to write a set of {LIST_SIZE} varied task instructions. A GPT language model "
         "will be given these instructions, and we will judge how well it completes them.",
         "",
         "The requirements are:",
     ]
     lines += [f"{k}. {text}" for k, text in enumerate(requirements, start=1)]
-    lines += ["", "List of 20 tasks:", "", ""]  # a blank line before the first "###"
+    lines += ["", f"List of {LIST_SIZE} tasks:", "", ""]  # a blank line before the first "###"
     return "\n".join(lines)
 
 

@@ -38,6 +38,7 @@ import torch
 
 from engine.attention import AttentionMetadata
 from engine.config import ModelConfig
+from engine.dtypes import dtype_of
 from engine.tokenizer import Tokenizer
 from engine.tracking import check_installed, make_tracker
 from engine.training.checkpointing import Checkpointer, export_hf_model, list_checkpoints
@@ -50,7 +51,6 @@ from engine.training.optim import WarmupCosine, build_optimizer, clip_grad_norm,
 from engine.training.packing import Pack, PackSchedule, to_training_samples
 from engine.training.parallel import DistContext, build_sharded_model, init_distributed
 
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 LOG_NAME = "train_log.jsonl"
 
 
@@ -359,11 +359,7 @@ def _end_record(log: Path) -> dict | None:
 
 
 def _dtype(name: str, auto: str) -> torch.dtype:
-    name = auto if name == "auto" else name
-    name = name.replace("torch.", "")
-    if name not in _DTYPES:
-        raise ValueError(f"dtype {name!r}: expected one of {', '.join(_DTYPES)}")
-    return _DTYPES[name]
+    return dtype_of(auto if name == "auto" else name)
 
 
 def _fingerprint(samples) -> str:
