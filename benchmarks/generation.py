@@ -12,7 +12,7 @@ random Qwen2 shape of 30M params (hidden 512, 8 layers, vocab 4096):
              (padded batch, log-softmax, gather).
   limit      the run's FLOPs as dense matmuls: the model's linear layers timed as plain
              matmuls at the workload's row counts, attention FLOPs at the measured rate.
-  profile    torch.profiler over one steady decode step of the engine (top ops) into
+  profile    torch.profiler over 8 steady decode steps of the engine (top ops) into
              benchmarks/results/generation-decode-step-profile-<shape>.txt.
 GPU (default when CUDA is present):
   throughput nano-vllm's workload: 256 requests, input and output lengths uniform in
@@ -264,10 +264,11 @@ def matmul_limit(cfg: ModelConfig, prompt_lens: list[int], new_tokens: int) -> d
 
 
 # --- profile of one decode step -----------------------------------------------------------------
-def profile_decode_step(llm: LLM, prompts, new_tokens: int, path: Path) -> dict:
-    """torch.profiler over exactly one loop iteration in the steady decode phase: from the
-    start of the engine's third model step (the second decode step of the batch) to the
-    start of its fourth."""
+def profile_decode_step(llm: LLM, prompts, path: Path, steps: int = 8) -> dict:
+    """torch.profiler over `steps` loop iterations of the steady decode phase (from the
+    start of the engine's third model step, the batch's second decode step); the table is
+    their sum, the header gives the wall time per step. Several steps, so that one step's
+    share of a busy machine's noise does not decide the table."""
     from torch.profiler import ProfilerActivity, profile
     runner, calls = llm.runner, [0]
     prof = profile(activities=[ProfilerActivity.CPU])
@@ -279,23 +280,24 @@ def profile_decode_step(llm: LLM, prompts, new_tokens: int, path: Path) -> dict:
         if calls[0] == 3:
             timing["start"] = time.perf_counter()
             prof.start()
-        elif calls[0] == 4:
+        elif calls[0] == 3 + steps:
             prof.stop()
-            timing["seconds"] = time.perf_counter() - timing["start"]
+            timing["seconds"] = (time.perf_counter() - timing["start"]) / steps
         return execute(*a, **kw)
 
     runner.execute = wrapped
     try:
-        llm.generate(prompts, SamplingParams(temperature=0.0, max_tokens=new_tokens,
+        llm.generate(prompts, SamplingParams(temperature=0.0, max_tokens=steps + 3,
                                              ignore_eos=True), use_tqdm=False)
     finally:
         runner.execute = execute
     table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25)
-    header = (f"one decode step of {len(prompts)} sequences, {timing['seconds'] * 1e3:.2f} ms wall "
-              f"(profiler on), ops backend {ops.backend(torch.zeros(1))}\n")
+    header = (f"{steps} decode steps of {len(prompts)} sequences (totals below), "
+              f"{timing['seconds'] * 1e3:.2f} ms wall per step (profiler on), "
+              f"ops backend {ops.backend(torch.zeros(1))}\n")
     path.write_text(header + table + "\n")
-    return {"seconds_profiled": timing["seconds"], "file": str(path.relative_to(ROOT))
-            if path.is_relative_to(ROOT) else str(path)}
+    return {"steps": steps, "seconds_per_step_profiled": timing["seconds"],
+            "file": str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)}
 
 
 # --- CPU suite (issue 14) -----------------------------------------------------------------------
@@ -336,7 +338,7 @@ def cpu_case(name: str, model: CausalLM, hf, n_prompts: int, lens: tuple[int, in
         "matmul_limit": limit, "engine_seconds_over_limit": eng["seconds"] / limit["seconds"]}
     if profile_path is not None:
         llm.update_weights()
-        result["decode_step_profile"] = profile_decode_step(llm, prompts, 4, profile_path)
+        result["decode_step_profile"] = profile_decode_step(llm, prompts, profile_path, steps=2 if new_tokens < 8 else 8)
     llm.close()
     print(f"{name}: engine {eng['output_tokens_per_s']:.0f} tok/s, transformers "
           f"{ref['output_tokens_per_s']:.0f} tok/s -> {result['engine_over_transformers']:.2f}x "

@@ -21,7 +21,7 @@ def test_smoke_mode_runs_every_case_and_writes_its_figures(tmp_path):
     assert tiny["score"]["max_abs_logprob_diff"] < 1e-4
     assert tiny["matmul_limit"]["seconds"] > 0
     assert (tmp_path / "generation-decode-step-profile-tiny.txt").read_text().startswith(
-        "one decode step of 4 sequences")
+        "2 decode steps of 4 sequences")
     # the GPU suite's cases, each recorded
     assert data["throughput"]["output_tokens"] > 0 and data["cuda_graphs"] is False
     assert data["decode_b1"]["seconds_per_step"] > 0
