@@ -74,14 +74,9 @@ def _harness(args) -> None:
 
 def _join_torchrun() -> int:
     """This process's rank; under torchrun (WORLD_SIZE > 1) it joins the process group."""
-    import torch
-    import torch.distributed as dist
+    from engine.distributed import init_process_group
 
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
-        if torch.cuda.is_available():
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return dist.get_rank() if dist.is_initialized() else 0
+    return init_process_group()[0]
 
 
 def _number(text: str) -> int | float:

@@ -212,10 +212,10 @@ class SheepLM(TemplateLM):
             todo = [i for i in range(len(prefixes)) if i not in found]
             if not todo:
                 break
-            for i, dist in zip(todo, self.llm.next_token_logprobs([prefixes[i] for i in todo],
-                                                                  top_k=top_k)):
-                if targets[i] in dist:
-                    found[i] = (dist[targets[i]], max(dist, key=dist.get))
+            for i, probs in zip(todo, self.llm.next_token_logprobs([prefixes[i] for i in todo],
+                                                                   top_k=top_k)):
+                if targets[i] in probs:
+                    found[i] = (probs[targets[i]], max(probs, key=probs.get))
         return [found[i] for i in range(len(prefixes))]
 
     def _greedy_flags(self, ctxs, conts, logprobs, last_top1: dict[int, int]) -> list[bool]:
