@@ -87,6 +87,7 @@ def plot_heldout(results: dict, path: Path) -> Path:
         ax.errorbar([i for i, _ in pts], [a["accuracy"] for _, a in pts],
                     yerr=[a["stderr"] for _, a in pts], linestyle=style, marker="o", capsize=3,
                     label=f"{arm}: {'practised' if group == 'practised' else 'kept-out'} targets")
+    ax.set_xticks(sorted({i for arm in results for i in _series(results, arm)}))
     ax.set_xlabel("iteration (0 = M_0)")
     ax.set_ylabel("held-out accuracy")
     ax.set_ylim(0, 1)
