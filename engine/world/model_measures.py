@@ -22,7 +22,7 @@ from engine.generation import SamplingParams
 from engine.selfalign.assessment_prompts import build_assessment_prompt
 from engine.selfalign.response_filters import clean_response
 from engine.selfalign.scores import parse_judgement
-from engine.selfalign.synthesis import build_meta_prompt, parse_generated_tasks
+from engine.selfalign.synthesis import build_meta_prompt, list_end_stop, parse_generated_tasks
 from engine.training.data import format_raw_prompt
 from engine.world.families import FAMILIES
 from engine.world.seeds import seed_tasks
@@ -108,7 +108,7 @@ def synthesis_measures(llm, n_prompts: int, seed: int, max_tokens: int = 200,
     rng = random.Random(f"world-synthesis-{seed}")
     seeds = seed_tasks()
     prompts = [build_meta_prompt(seeds, rng, num_examples) for _ in range(n_prompts)]
-    params = SamplingParams(temperature=1.0, top_p=0.95, max_tokens=max_tokens, stop=["\n20."],
+    params = SamplingParams(temperature=1.0, top_p=0.95, max_tokens=max_tokens, stop=list_end_stop(),
                             seed=seed)
     outs = llm.generate(prompts, params, use_tqdm=False)
     kinds: Counter = Counter()
