@@ -50,6 +50,14 @@ def _fmt(v, digits: int = 3) -> str:
     return str(v)
 
 
+def _display(path: str) -> str:
+    """A path as the reader would type it: relative to the current directory when inside it."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
 def _proportion_se(p: float, n: int) -> float:
     return math.sqrt(max(p * (1 - p), 0.0) / n) if n else float("nan")
 
@@ -59,7 +67,7 @@ def summary(cfg: IsheepConfig, run: RunDirectory, iters: list[int], counts: dict
     n = iters[-1] if iters else 0
     total_kept = sum(counts[i].get("train_data", {}).get("examples", 0) for i in iters)
     ran = (f"**What ran:** {n} of {cfg.run.iterations} iteration(s) of I-SHEEP on "
-           f"`{cfg.run.model}` (profile {cfg.run.profile}); {total_kept} self-made training "
+           f"`{_display(cfg.run.model)}` (profile {cfg.run.profile}); {total_kept} self-made training "
            f"pairs kept in all; judge {cfg.assessment.judge}, keep scores > {cfg.assessment.threshold}"
            + (f"; control arms: {', '.join(cfg.run.controls)}" if cfg.run.controls else "") + ".")
     changes = []
@@ -101,10 +109,10 @@ def write_report(cfg: IsheepConfig, run: RunDirectory) -> Path:
     iters = _iterations(run)
     counts = run.all_counts()
     lines = [f"# I-SHEEP run `{cfg.run.name}`", ""] + summary(cfg, run, iters, counts)
-    lines += [f"Settings: profile {cfg.run.profile}; base model `{cfg.run.model}`; judge "
+    lines += [f"Settings: profile {cfg.run.profile}; base model `{_display(cfg.run.model)}`; judge "
               f"{cfg.assessment.judge} ({cfg.assessment.judge_format}, {cfg.assessment.mode}); level "
               f"{cfg.assessment.level}, keep scores strictly above {cfg.assessment.threshold} (set in "
-              f"{getattr(cfg, '_sources', {}).get('assessment.threshold', 'the defaults')}); "
+              f"{_display(getattr(cfg, '_sources', {}).get('assessment.threshold', 'the defaults'))}); "
               f"training {cfg.training.method} from {cfg.training.start_from} on {cfg.training.data} "
               f"data. All settings: `config.toml`.", ""]
     lines += _funnel_table(iters, counts)
