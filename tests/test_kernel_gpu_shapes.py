@@ -3,9 +3,10 @@ where the launchers pick their GPU tiles (128-row attention tiles, 8192-wide voc
 decode split over many programs) that the interpreter's tiny tiles never exercise; and the
 compiled attention kernels spill no registers (what benchmarks/aot_compile.py predicts).
 
-Errors are relative norms ||ours - ref|| / ||ref|| against an fp32 reference, bounded by twice
-the error of torch's own low-precision computation of the same thing (plus a small floor), so
-the bound follows the dtype instead of a guessed tolerance."""
+Errors are relative norms ||ours - ref|| / ||ref|| against an fp32 reference, bounded by three
+times the error of torch's own low-precision computation of the same thing, or by the dtype's
+floor (bf16 operands land between 1e-3 and 1e-2), whichever is larger: the bound follows the
+dtype's rounding (FlashAttention also rounds P and dS to it) instead of a guessed tolerance."""
 import pytest
 import torch
 
@@ -30,9 +31,12 @@ def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
     return ((a - b).norm() / b.norm().clamp_min(1e-30)).item()
 
 
-def assert_as_accurate_as_torch(ours, torch_lowp, ref32, what: str, floor: float = 2e-3):
+FLOOR = {torch.bfloat16: 1e-2, torch.float16: 2e-3, torch.float32: 1e-5}
+
+
+def assert_as_accurate_as_torch(ours, torch_lowp, ref32, what: str):
     """ours and torch's low-precision result, each against the fp32 reference."""
-    bound = max(2 * rel_err(torch_lowp, ref32), floor)
+    bound = max(3 * rel_err(torch_lowp, ref32), FLOOR[ours.dtype])
     err = rel_err(ours, ref32)
     assert err <= bound, f"{what}: relative error {err:.2e} > {bound:.2e}"
 
@@ -116,7 +120,7 @@ def test_norms_at_model_widths(dtype, hidden):
     w = 1 + 0.1 * torch.randn(hidden, device=DEVICE)
 
     def run(fn, dt):
-        leaves = [t.to(dt).requires_grad_() for t in (x, r, w)]
+        leaves = [t.to(dt).clone().requires_grad_() for t in (x, r, w)]
         y, s = fn(*leaves, 1e-6)
         (y.float() * gy + s.float() * gs).sum().backward()
         y_plain = (rms_norm if fn is add_rms_norm else rms_norm_reference)(leaves[0], leaves[2],
@@ -189,7 +193,7 @@ def test_linear_cross_entropy_over_a_real_vocab_in_chunks(dtype):
     labels[::3] = -100
 
     def run(fn, dt, **kw):
-        h, w = hidden.to(dt).requires_grad_(), weight.to(dt).requires_grad_()
+        h, w = (t.to(dt).clone().requires_grad_() for t in (hidden, weight))
         loss = fn(h, w, labels, -100, "mean", **kw)
         loss.backward()
         return [loss, h.grad, w.grad]
@@ -197,8 +201,7 @@ def test_linear_cross_entropy_over_a_real_vocab_in_chunks(dtype):
     torch_lowp = run(linear_cross_entropy_reference, dtype)
     ours = run(linear_cross_entropy, dtype, chunk_tokens=128)     # 3 chunks, 19 vocab blocks
     for name, a, b, c in zip(("loss", "dhidden", "dweight"), ours, torch_lowp, ref32):
-        assert_as_accurate_as_torch(a, b, c, f"{name} {dtype}", floor=1e-5 if
-                                    dtype == torch.float32 else 2e-3)
+        assert_as_accurate_as_torch(a, b, c, f"{name} {dtype}")
 
 
 def _paged(lengths, hk, head_dim, dtype):
