@@ -141,7 +141,7 @@ def parse_ptxas_log(text: str, name: str) -> dict:
 # Each workload calls a kernel's public entry point (and its backward) on CPU tensors. Shapes are
 # the engine's: Qwen2.5 head counts with GQA, KV pages of 16 tokens, real hidden/intermediate
 # sizes. Token counts are small (the compiled code depends on them only through a stride's
-# divisibility); sequence counts 4 and 200 cover the two SEQ_BLOCK regimes (16 and 256).
+# divisibility); sequence counts 4 and 200 cover the SEQ_BLOCK regimes 32 (the least) and 256.
 
 ATTENTION_HEADS = {64: (14, 2), 128: (28, 4), 256: (8, 4)}     # head_dim -> (Hq, Hk)
 MODELS = {  # hidden, intermediate, (Hq, Hk, head_dim), vocab
