@@ -45,6 +45,8 @@ import triton  # noqa: E402
 from triton.backends.compiler import GPUTarget  # noqa: E402
 from triton.runtime import driver  # noqa: E402
 
+from benchmarks.common import environment, save_json  # noqa: E402
+
 H100 = {"max_shared_mem": 232448, "multiprocessor_count": 132, "max_num_regs": 65536,
         "warpSize": 32, "sm_clock_rate": 1980000, "mem_clock_rate": 2619000,
         "mem_bus_width": 5120, "max_threads_per_block": 1024}
@@ -408,7 +410,6 @@ def main() -> None:
     jobs = [(label, call) for label, call in workloads(args.subset)
             if (args.ops is None or label["op"] in args.ops.split(","))
             and (args.dtypes is None or label["dtype"] in args.dtypes.split(","))]
-    from benchmarks.common import environment
     env = environment()
     env.update(device=None, machine=f"{platform.machine()} cpu, no GPU", ptxas=_ptxas_version())
     print(f"triton {triton.__version__} ({Path(triton.__file__).parent}), ptxas {env['ptxas']}, "
@@ -420,8 +421,7 @@ def main() -> None:
 
     def save(records: list[dict]) -> None:
         payload.update(records=records, wall_s=round(time.monotonic() - start, 1))
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(payload, indent=1) + "\n")
+        save_json(out, payload)
         out.with_suffix(".md").write_text(summary_markdown(payload))
 
     records = compile_all(jobs, save)
