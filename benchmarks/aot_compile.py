@@ -113,7 +113,8 @@ class Sm90Driver:
                   for k, v in constants.items() if k in _CONFIG_KEYS}
         self.records.append({**self.label, "kernel": metadata.name, **config,
                              "num_warps": metadata.num_warps, "num_stages": metadata.num_stages,
-                             "shared_bytes": metadata.shared, **ptxas})
+                             "shared_bytes": metadata.shared,
+                             "fits_shared": metadata.shared <= H100["max_shared_mem"], **ptxas})
         return lambda *args, **kwargs: None
 
 
@@ -317,8 +318,9 @@ def compile_all(jobs: list[tuple[dict, Callable[[], None]]],
             try:
                 with contextlib.redirect_stdout(log):
                     call()
-            except ImportError as e:          # e.g. the engine's sampler kernel moved
-                mock.records.append({**label, "error": f"ImportError: {e}"})
+            except Exception as e:      # e.g. no tile fits in shared memory: record, go on
+                mock.records.append({**label, "error": f"{type(e).__name__}: {str(e)[:300]}"})
+                print(f"    ERROR {mock.records[-1]['error']}")
             new = mock.records[first:]
             print(f"  {json.dumps(label):84s} {len(new):3d} compiled "
                   f"{time.monotonic() - start:5.1f}s", flush=True)
@@ -373,8 +375,11 @@ def summary_markdown(payload: dict) -> str:
         lines.append(f"| {kernel} | {dtype} | {len(rs)} | {max(r.get('registers') or 0 for r in rs)}"
                      f" | {max(r['shared_bytes'] for r in rs) / 1024:.0f} | {spilling} |")
     spills = [r for r in records if r.get("spill_store_bytes")]
+    too_big = [r for r in records if not r["fits_shared"]]
     lines += ["", f"Spilling configurations: {len(spills)} "
-              f"({len(half_precision_spills(records))} in bf16/fp16)."]
+              f"({len(half_precision_spills(records))} in bf16/fp16). Configurations needing "
+              f"more than the {H100['max_shared_mem']} B of shared memory a block can have: "
+              f"{len(too_big)}."]
     if spills:
         lines += ["", "| op | dtype | head_dim | seqs | kernel | BLOCK_M x N | warps | stages "
                   "| regs | spill store/load B |", "| --- | --- | ---: | ---: | --- | --- | ---: "
