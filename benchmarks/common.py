@@ -44,6 +44,18 @@ def environment() -> dict[str, Any]:
     }
 
 
+def save_json(path: Path, payload: Any) -> Path:
+    """Write payload as JSON to path through a temporary file and a rename, so a reader (or a
+    run killed mid-write) never sees half a file. Benchmarks call it after every case with
+    everything measured so far, into the folder given by --out (gpu_check.sh's $OUT)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=1, default=str) + "\n")
+    tmp.replace(path)
+    return path
+
+
 def write_results(name: str, results: Any, **extra: Any) -> Path:
     """Write {benchmark, environment, **extra, results} to benchmarks/results/NAME-TIME.json."""
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)

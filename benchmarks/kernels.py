@@ -1,23 +1,31 @@
-"""Kernel benchmarks: each Triton kernel against torch eager (its reference), torch.compile of
-the reference and, for attention, torch SDPA on the flash backend, at Qwen2.5-0.5B / 7B shapes.
+"""Kernel benchmarks at the engine's shapes: each Triton kernel beside its torch reference, SDPA
+(attention) and the device-to-device copy bandwidth (memory-bound kernels).
 
-    python benchmarks/kernels.py [--quick] [--only attention,decode,...] [--budget-s 270]
+    python3 benchmarks/kernels.py --out DIR [--budget-s 75] [--only attention,decode,...]
+    python3 benchmarks/kernels.py --smoke --out DIR      # CPU: interpreter, tiny shapes, seconds
 
-On a GPU every case reports milliseconds, GB/s for memory-bound kernels (also as a fraction of
-the device-to-device copy bandwidth measured first) or TFLOP/s for attention and the linear
-cross-entropy, the peak memory one call allocates, and the largest difference from the
-reference at the benchmark shape itself. torch.compile runs only at the largest 7B shape to
-keep compile time inside the budget; cases past the budget are recorded as skipped.
-On a CPU there are no timings: a correctness-only pass at tiny shapes through the Triton
-interpreter. Results go to benchmarks/results/kernels-*.json.
+Shapes are the engine's: Qwen2.5-0.5B / 1.5B / 7B head counts with GQA (head dims 64 / 128 /
+128), hidden and intermediate sizes, and KV pages of 16 tokens (the engine's block size). Every
+case records milliseconds (median of triton.testing.do_bench), GB/s and the fraction of the copy
+bandwidth measured first (memory-bound kernels, decode) or TFLOP/s (attention), the peak memory
+of one call, and the largest difference from the reference on the benchmark's own data.
+Attention's peer is the fastest SDPA backend (flash, cuDNN, memory-efficient) on the same
+tokens laid out [B, H, L, D]. Cases run most valuable first; none starts after --budget-s, and
+torch.compile'd references (a build costs seconds) are at most --compile-baselines, last.
+DIR/kernels.json is rewritten after every case, so a run killed at its limit keeps what it
+measured. --smoke runs the same case functions on the CPU through the Triton interpreter at
+tiny shapes (wall-clock timings, no peak memory): a crash there is a crash on the GPU too.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 ROOT = Path(__file__).resolve().parents[1]
 # this file is named like the `kernels` package: keep its own folder off the import path
@@ -32,8 +40,9 @@ if not torch.cuda.is_available():
 import torch.nn.functional as F  # noqa: E402
 import triton  # noqa: E402
 import triton.testing  # noqa: E402
+from torch.nn.attention import SDPBackend, sdpa_kernel  # noqa: E402
 
-from benchmarks.common import write_results  # noqa: E402
+from benchmarks.common import environment, save_json  # noqa: E402
 from kernels.attention import varlen_attention, varlen_attention_reference  # noqa: E402
 from kernels.kv_store import store_kvcache, store_kvcache_reference  # noqa: E402
 from kernels.linear_cross_entropy import (linear_cross_entropy,  # noqa: E402
@@ -45,16 +54,40 @@ from kernels.rms_norm import (add_rms_norm, add_rms_norm_reference, rms_norm,  #
 from kernels.rope import rope, rope_reference  # noqa: E402
 from kernels.swiglu import swiglu, swiglu_reference  # noqa: E402
 
+
+@dataclass(frozen=True)
+class Model:
+    hidden: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    intermediate: int
+    vocab: int
+
+
 MODELS = {
-    "qwen2.5-0.5b": dict(hidden=896, heads=14, kv_heads=2, head_dim=64, intermediate=4864,
-                         vocab=151936),
-    "qwen2.5-7b": dict(hidden=3584, heads=28, kv_heads=4, head_dim=128, intermediate=18944,
-                       vocab=152064),
+    "qwen2.5-0.5b": Model(896, 14, 2, 64, 4864, 151936),
+    "qwen2.5-1.5b": Model(1536, 12, 2, 128, 8960, 151936),
+    "qwen2.5-7b": Model(3584, 28, 4, 128, 18944, 152064),
 }
-DEVICE = "cuda"
-DTYPE = torch.bfloat16
-BYTES = 2            # bf16
-PAGE = 256
+SMOKE_MODELS = {"tiny-d16": Model(48, 4, 2, 16, 40, 70)}
+PAGE = 16                     # the engine's KV block size
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """Token counts and sequence layouts of one run (GPU or smoke)."""
+    tokens: int                           # rows for norms, rope, swiglu, kv store, cross-entropy
+    attention: tuple[tuple[int, int], ...]   # (sequences, length) packed for varlen attention
+    decode: tuple[tuple[int, int], ...]   # (batch, context)
+    prefix: tuple[int, int, int]          # (batch, cached, new) for prefill over a paged prefix
+    copy_bytes: int
+
+
+GPU_SIZES = Sizes(tokens=8192, attention=((4, 2048), (1, 8192)), decode=((1, 4096), (64, 2048)),
+                  prefix=(8, 2048, 512), copy_bytes=1 << 30)
+SMOKE_SIZES = Sizes(tokens=5, attention=((2, 9),), decode=((2, 37),), prefix=(2, 19, 7),
+                    copy_bytes=1 << 20)
 
 
 def max_err(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -62,61 +95,101 @@ def max_err(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 class Bench:
-    """Times providers of one case and keeps the records; stops timing at the budget."""
+    """Times the providers of each case, keeps the records, rewrites DIR/kernels.json after each,
+    and starts nothing once the budget is spent."""
 
-    def __init__(self, budget_s: float):
+    def __init__(self, device: str, dtype: torch.dtype, budget_s: float, out: Path | None,
+                 meta: dict):
+        self.device, self.dtype = device, dtype
+        self.bytes = torch.finfo(dtype).bits // 8
+        self.cuda = device == "cuda"
         self.deadline = time.monotonic() + budget_s
+        self.out, self.meta = out, meta
         self.records: list[dict] = []
         self.copy_gbps: float | None = None
-        self._compiled: dict = {}
 
-    def compiled(self, fn):
-        if fn not in self._compiled:
-            self._compiled[fn] = torch.compile(fn)
-        return self._compiled[fn]
+    def over_budget(self) -> bool:
+        return time.monotonic() > self.deadline
 
-    def run(self, kernel: str, shape: dict, pass_: str, provider: str, fn, *, bytes_=None,
-            flops=None, grads_of=(), **extra) -> dict:
+    def randn(self, *shape, grad: bool = False, scale: float = 1.0) -> torch.Tensor:
+        t = scale * torch.randn(*shape, device=self.device, dtype=self.dtype)
+        return t.requires_grad_() if grad else t
+
+    def _time_ms(self, fn: Callable, grads_of) -> float:
+        if self.cuda:
+            return triton.testing.do_bench(fn, warmup=10, rep=40, return_mode="median",
+                                           grad_to_none=list(grads_of) or None)
+        start = time.perf_counter()          # smoke: one call (the interpreter is slow)
+        fn()
+        return 1e3 * (time.perf_counter() - start)
+
+    def run(self, kernel: str, shape: dict, pass_: str, provider: str, fn: Callable, *,
+            bytes_: float | None = None, flops: float | None = None, grads_of=(),
+            **extra) -> dict:
         rec = {"kernel": kernel, **shape, "pass": pass_, "provider": provider, **extra}
-        if time.monotonic() > self.deadline:
+        if self.over_budget():
             rec["skipped"] = "time budget"
-            self.records.append(rec)
-            return rec
+            return self._keep(rec)
         try:
-            fn()                                   # compile / autotune / warm the allocator
-            for t in grads_of:
-                t.grad = None
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-            base = torch.cuda.memory_allocated()
-            fn()
-            torch.cuda.synchronize()
-            rec["peak_mem_mib"] = round((torch.cuda.max_memory_allocated() - base) / 2**20, 1)
-            ms = triton.testing.do_bench(fn, warmup=10, rep=50, grad_to_none=list(grads_of) or None,
-                                         return_mode="median")
+            if self.cuda:
+                fn()                               # compile / autotune / warm the allocator
+                for t in grads_of:
+                    t.grad = None
+                torch.cuda.synchronize()
+                torch.cuda.reset_peak_memory_stats()
+                base = torch.cuda.memory_allocated()
+                fn()
+                torch.cuda.synchronize()
+                rec["peak_mem_mib"] = round((torch.cuda.max_memory_allocated() - base) / 2**20, 1)
+            ms = self._time_ms(fn, grads_of)
             rec["ms"] = round(ms, 4)
             if bytes_:
-                rec["gbps"] = round(bytes_ / ms / 1e6, 1)
+                rec["gbps"] = round(bytes_ / ms / 1e6, 2)
                 if self.copy_gbps:
                     rec["of_copy_bw"] = round(rec["gbps"] / self.copy_gbps, 3)
             if flops:
-                rec["tflops"] = round(flops / ms / 1e9, 1)
+                rec["tflops"] = round(flops / ms / 1e9, 3)
         except Exception as e:     # OOM, a backend that refuses the shape: record and go on
             rec["error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:240] if str(e) else ''}"
         finally:
             for t in grads_of:
                 t.grad = None
-            torch.cuda.empty_cache()
+            if self.cuda:
+                torch.cuda.empty_cache()
+        speed = (f"{rec['gbps']:9.1f} GB/s" if "gbps" in rec else
+                 f"{rec['tflops']:9.1f} TFLOP/s" if "tflops" in rec else "")
+        status = rec.get("error") or f"{rec['ms']:9.3f} ms {speed}"
+        print(f"  {kernel:20s} {json.dumps(shape)[:70]:70s} {pass_:7s} {provider:14s} {status}",
+              flush=True)
+        return self._keep(rec)
+
+    def case(self, bench_fn: Callable, *args, **kwargs) -> None:
+        """Runs one case function (its setup and reference check included) unless the budget
+        is spent; an exception in the setup is recorded and the run goes on."""
+        what = {"case": bench_fn.__name__,
+                "args": [a for a in args if isinstance(a, (int, str))]}
+        if self.over_budget():
+            self._keep({**what, "skipped": "time budget"})
+            return
+        try:
+            bench_fn(self, *args, **kwargs)
+        except Exception as e:     # e.g. the reference ran out of memory at this shape
+            self._keep({**what, "error": f"{type(e).__name__}: {str(e)[:240]}"})
+            print(f"  {bench_fn.__name__} {what['args']}: {self.records[-1]['error']}",
+                  flush=True)
+
+    def _keep(self, rec: dict) -> dict:
         self.records.append(rec)
-        speed = (f"{rec['gbps']:8.1f} GB/s" if "gbps" in rec else
-                 f"{rec['tflops']:8.1f} TFLOP/s" if "tflops" in rec else "")
-        status = rec.get("error") or rec.get("skipped") or (
-            f"{rec['ms']:9.3f} ms {speed}  peak {rec['peak_mem_mib']:.0f} MiB")
-        print(f"  {kernel:22s} {pass_:8s} {provider:13s} {status}", flush=True)
+        self.write()
         return rec
 
+    def write(self) -> None:
+        if self.out is not None:
+            save_json(self.out / "kernels.json", {**self.meta, "copy_gbps": self.copy_gbps,
+                                                  "records": self.records})
 
-def fwd_bwd(fn, grad_of_output):
+
+def fwd_bwd(fn: Callable, grad_of_output) -> Callable:
     """A callable that runs fn() and back-propagates the given output gradient(s)."""
     def step():
         out = fn()
@@ -128,105 +201,110 @@ def fwd_bwd(fn, grad_of_output):
 
 # ----------------------------------------------------------------------------- memory-bound ops
 
-def bench_copy(bench: Bench) -> None:
-    n = 1 << 30
-    src = torch.empty(n, dtype=torch.uint8, device=DEVICE)
+def bench_copy(bench: Bench, n: int) -> None:
+    src = torch.empty(n, dtype=torch.uint8, device=bench.device).random_()
     dst = torch.empty_like(src)
     rec = bench.run("d2d_copy", {"bytes": n}, "fwd", "torch", lambda: dst.copy_(src), bytes_=2 * n)
     bench.copy_gbps = rec.get("gbps")
-    del src, dst
 
 
-def _providers(bench: Bench, triton_fn, reference, with_compile: bool):
-    providers = {"triton": triton_fn, "torch": reference}
-    if with_compile:
-        providers["torch.compile"] = bench.compiled(reference)
-    return providers
-
-
-def bench_norms(bench: Bench, model: str, n: int, with_compile: bool) -> None:
-    cfg = MODELS[model]
-    d = cfg["hidden"]
+def bench_norms(bench: Bench, model: str, cfg: Model, n: int, backward: bool) -> None:
+    d, b = cfg.hidden, bench.bytes
     shape = {"model": model, "tokens": n, "hidden": d}
-    x = torch.randn(n, d, device=DEVICE, dtype=DTYPE, requires_grad=True)
-    r = torch.randn(n, d, device=DEVICE, dtype=DTYPE, requires_grad=True)
-    w = torch.rand(d, device=DEVICE, dtype=DTYPE, requires_grad=True)
-    gy, gs = torch.randn_like(x), torch.randn_like(x)
-    err = max_err(rms_norm(x, w, 1e-6), rms_norm_reference(x, w, 1e-6))
-    for name, fn in _providers(bench, rms_norm, rms_norm_reference, with_compile).items():
+    x, r = bench.randn(n, d, grad=True), bench.randn(n, d, grad=True)
+    w = (1 + bench.randn(d, scale=0.1)).requires_grad_()
+    gy, gs = bench.randn(n, d), bench.randn(n, d)
+    cases = (("rms_norm", rms_norm, rms_norm_reference, (x, w, 1e-6), gy, 2, 5),
+             ("add_rms_norm", add_rms_norm, add_rms_norm_reference, (x, r, w, 1e-6), (gy, gs),
+              4, 9))
+    for kernel, ours, reference, args, grads, fwd_rows, bwd_rows in cases:
+        first = lambda out: out[0] if isinstance(out, tuple) else out  # noqa: E731
         with torch.no_grad():
-            bench.run("rms_norm", shape, "fwd", name, lambda: fn(x, w, 1e-6),
-                      bytes_=2 * n * d * BYTES, max_err=err)
-        bench.run("rms_norm", shape, "fwd+bwd", name, fwd_bwd(lambda: fn(x, w, 1e-6), gy),
-                  bytes_=5 * n * d * BYTES, grads_of=(x, w))
-    err = max_err(add_rms_norm(x, r, w, 1e-6)[0], add_rms_norm_reference(x, r, w, 1e-6)[0])
-    for name, fn in _providers(bench, add_rms_norm, add_rms_norm_reference, with_compile).items():
-        with torch.no_grad():
-            bench.run("add_rms_norm", shape, "fwd", name, lambda: fn(x, r, w, 1e-6),
-                      bytes_=4 * n * d * BYTES, max_err=err)
-        bench.run("add_rms_norm", shape, "fwd+bwd", name,
-                  fwd_bwd(lambda: fn(x, r, w, 1e-6), (gy, gs)), bytes_=9 * n * d * BYTES,
-                  grads_of=(x, r, w))
+            err = max_err(first(ours(*args)), first(reference(*args)))
+        for provider, fn in (("triton", ours), ("torch", reference)):
+            if not backward:
+                with torch.no_grad():
+                    bench.run(kernel, shape, "fwd", provider, lambda fn=fn: fn(*args),
+                              bytes_=fwd_rows * n * d * b,
+                              **({"max_err": err} if provider == "triton" else {}))
+            else:
+                bench.run(kernel, shape, "fwd+bwd", provider,
+                          fwd_bwd(lambda fn=fn: fn(*args), grads), bytes_=bwd_rows * n * d * b,
+                          grads_of=args[:-1])
 
 
-def bench_rope(bench: Bench, model: str, n: int, with_compile: bool) -> None:
-    cfg = MODELS[model]
-    hq, hk, d = cfg["heads"], cfg["kv_heads"], cfg["head_dim"]
+def _cos_sin(positions: int, d: int, device: str) -> torch.Tensor:
+    inv_freq = 1e6 ** -(torch.arange(0, d, 2, dtype=torch.float32) / d)
+    angles = torch.arange(positions, dtype=torch.float32)[:, None] * inv_freq
+    return torch.cat((angles.cos(), angles.sin()), -1).to(device)
+
+
+def bench_rope(bench: Bench, model: str, cfg: Model, n: int, backward: bool) -> None:
+    hq, hk, d = cfg.heads, cfg.kv_heads, cfg.head_dim
     shape = {"model": model, "tokens": n, "heads": hq, "kv_heads": hk, "head_dim": d}
-    # q and k as views of a fused qkv projection, as the model produces them
-    qkv = torch.randn(n, (hq + 2 * hk) * d, device=DEVICE, dtype=DTYPE)
+    qkv = bench.randn(n, (hq + 2 * hk) * d)       # q, k: views of the fused projection
     q = qkv[:, :hq * d].view(n, hq, d).detach().requires_grad_()
     k = qkv[:, hq * d:(hq + hk) * d].view(n, hk, d).detach().requires_grad_()
-    positions = torch.arange(n, device=DEVICE) % 4096
-    inv_freq = 1e6 ** -(torch.arange(0, d, 2, device=DEVICE, dtype=torch.float32) / d)
-    angles = torch.arange(32768, device=DEVICE, dtype=torch.float32)[:, None] * inv_freq
-    cos_sin = torch.cat((angles.cos(), angles.sin()), -1)
-    gq, gk = torch.randn(n, hq, d, device=DEVICE, dtype=DTYPE), torch.randn(n, hk, d, device=DEVICE,
-                                                                            dtype=DTYPE)
-    err = max_err(rope(q, k, positions, cos_sin)[0], rope_reference(q, k, positions, cos_sin)[0])
-    moved = 2 * n * (hq + hk) * d * BYTES + n * d * 4
-    for name, fn in _providers(bench, rope, rope_reference, with_compile).items():
-        with torch.no_grad():
-            bench.run("rope", shape, "fwd", name, lambda: fn(q, k, positions, cos_sin),
-                      bytes_=moved, max_err=err)
-        bench.run("rope", shape, "fwd+bwd", name,
-                  fwd_bwd(lambda: fn(q, k, positions, cos_sin), (gq, gk)), bytes_=2 * moved,
-                  grads_of=(q, k))
+    positions = torch.arange(n, device=bench.device) % 4096
+    cos_sin = _cos_sin(4096, d, bench.device)
+    gq, gk = bench.randn(n, hq, d), bench.randn(n, hk, d)
+    with torch.no_grad():
+        err = max_err(rope(q, k, positions, cos_sin)[0], rope_reference(q, k, positions,
+                                                                         cos_sin)[0])
+    moved = 2 * n * (hq + hk) * d * bench.bytes + n * d * 4
+    for provider, fn in (("triton", rope), ("torch", rope_reference)):
+        if not backward:
+            with torch.no_grad():
+                bench.run("rope", shape, "fwd", provider,
+                          lambda fn=fn: fn(q, k, positions, cos_sin), bytes_=moved,
+                          **({"max_err": err} if provider == "triton" else {}))
+        else:
+            bench.run("rope", shape, "fwd+bwd", provider,
+                      fwd_bwd(lambda fn=fn: fn(q, k, positions, cos_sin), (gq, gk)),
+                      bytes_=2 * moved, grads_of=(q, k))
 
 
-def bench_swiglu(bench: Bench, model: str, n: int, with_compile: bool) -> None:
-    inter = MODELS[model]["intermediate"]
+def bench_swiglu(bench: Bench, model: str, cfg: Model, n: int, backward: bool,
+                 compiled: Callable | None = None) -> None:
+    inter = cfg.intermediate
     shape = {"model": model, "tokens": n, "intermediate": inter}
-    gate_up = torch.randn(n, 2 * inter, device=DEVICE, dtype=DTYPE)
+    gate_up = bench.randn(n, 2 * inter)           # gate, up: halves of the fused projection
     gate = gate_up[:, :inter].detach().requires_grad_()
     up = gate_up[:, inter:].detach().requires_grad_()
-    grad = torch.randn(n, inter, device=DEVICE, dtype=DTYPE)
-    err = max_err(swiglu(gate, up), swiglu_reference(gate, up))
-    for name, fn in _providers(bench, swiglu, swiglu_reference, with_compile).items():
-        with torch.no_grad():
-            bench.run("swiglu", shape, "fwd", name, lambda: fn(gate, up),
-                      bytes_=3 * n * inter * BYTES, max_err=err)
-        bench.run("swiglu", shape, "fwd+bwd", name, fwd_bwd(lambda: fn(gate, up), grad),
-                  bytes_=8 * n * inter * BYTES, grads_of=(gate, up))
+    grad = bench.randn(n, inter)
+    with torch.no_grad():
+        err = max_err(swiglu(gate, up), swiglu_reference(gate, up))
+    providers = {"triton": swiglu, "torch": swiglu_reference}
+    if compiled is not None:
+        providers = {"torch.compile": compiled}
+    for provider, fn in providers.items():
+        if not backward:
+            with torch.no_grad():
+                bench.run("swiglu", shape, "fwd", provider, lambda fn=fn: fn(gate, up),
+                          bytes_=3 * n * inter * bench.bytes,
+                          **({"max_err": err} if provider == "triton" else {}))
+        else:
+            bench.run("swiglu", shape, "fwd+bwd", provider, fwd_bwd(lambda fn=fn: fn(gate, up),
+                                                                    grad),
+                      bytes_=8 * n * inter * bench.bytes, grads_of=(gate, up))
 
 
-def bench_kv_store(bench: Bench, model: str, n: int) -> None:
-    cfg = MODELS[model]
-    hk, d = cfg["kv_heads"], cfg["head_dim"]
-    shape = {"model": model, "tokens": n, "kv_heads": hk, "head_dim": d}
+def bench_kv_store(bench: Bench, model: str, cfg: Model, n: int) -> None:
+    hk, d = cfg.kv_heads, cfg.head_dim
+    shape = {"model": model, "tokens": n, "kv_heads": hk, "head_dim": d, "page": PAGE}
     blocks = triton.cdiv(n, PAGE) * 2
-    k_cache = torch.zeros(blocks, PAGE, hk, d, device=DEVICE, dtype=DTYPE)
-    v_cache = torch.zeros_like(k_cache)
-    k = torch.randn(n, hk, d, device=DEVICE, dtype=DTYPE)
-    v = torch.randn_like(k)
-    slots = torch.randperm(blocks * PAGE, device=DEVICE)[:n]
-    ref_k, ref_v = k_cache.clone(), v_cache.clone()
-    store_kvcache(k, v, k_cache, v_cache, slots)
-    store_kvcache_reference(k, v, ref_k, ref_v, slots)
-    err = max(max_err(k_cache, ref_k), max_err(v_cache, ref_v))
-    for name, fn in {"triton": store_kvcache, "torch": store_kvcache_reference}.items():
-        bench.run("store_kvcache", shape, "fwd", name, lambda: fn(k, v, k_cache, v_cache, slots),
-                  bytes_=4 * n * hk * d * BYTES, max_err=err)
+    caches = [torch.zeros(blocks, PAGE, hk, d, device=bench.device, dtype=bench.dtype)
+              for _ in "kv"]
+    k, v = bench.randn(n, hk, d), bench.randn(n, hk, d)
+    slots = torch.randperm(blocks * PAGE, device=bench.device)[:n]
+    ref = [c.clone() for c in caches]
+    store_kvcache(k, v, *caches, slots)
+    store_kvcache_reference(k, v, *ref, slots)
+    err = max(max_err(caches[0], ref[0]), max_err(caches[1], ref[1]))
+    for provider, fn in (("triton", store_kvcache), ("torch", store_kvcache_reference)):
+        bench.run("store_kvcache", shape, "fwd", provider,
+                  lambda fn=fn: fn(k, v, *caches, slots), bytes_=4 * n * hk * d * bench.bytes,
+                  **({"max_err": err} if provider == "triton" else {}))
 
 
 # ----------------------------------------------------------------------------- attention
@@ -236,264 +314,247 @@ def _attention_flops(lengths: list[int], heads: int, head_dim: int) -> float:
     return sum(2.0 * L * (L + 1) * head_dim * heads for L in lengths)
 
 
-def bench_attention(bench: Bench, model: str, lengths: list[int]) -> None:
-    cfg = MODELS[model]
-    hq, hk, d = cfg["heads"], cfg["kv_heads"], cfg["head_dim"]
-    n, b, L = sum(lengths), len(lengths), lengths[0]
-    shape = {"model": model, "seqlens": f"{b}x{L}", "heads": hq, "kv_heads": hk, "head_dim": d}
+def sdpa_backends(device: str) -> dict[str, SDPBackend]:
+    if device == "cuda":
+        return {"sdpa_flash": SDPBackend.FLASH_ATTENTION, "sdpa_cudnn": SDPBackend.CUDNN_ATTENTION,
+                "sdpa_efficient": SDPBackend.EFFICIENT_ATTENTION}
+    return {"sdpa_flash": SDPBackend.FLASH_ATTENTION}     # the one CPU implementation
+
+
+def bench_attention(bench: Bench, model: str, cfg: Model, seqs: int, length: int,
+                    backward: bool) -> None:
+    """Packed causal attention over `seqs` sequences of `length` tokens; SDPA runs on the same
+    tokens as [B, H, L, D] with enable_gqa (K/V never repeated on either side)."""
+    hq, hk, d = cfg.heads, cfg.kv_heads, cfg.head_dim
+    lengths = [length] * seqs
+    n = seqs * length
+    shape = {"model": model, "seqlens": f"{seqs}x{length}", "heads": hq, "kv_heads": hk,
+             "head_dim": d}
     scale = d ** -0.5
-    cu = torch.zeros(b + 1, dtype=torch.int32, device=DEVICE)
-    cu[1:] = torch.tensor(lengths, device=DEVICE).cumsum(0)
-    q = torch.randn(n, hq, d, device=DEVICE, dtype=DTYPE, requires_grad=True)
-    k = torch.randn(n, hk, d, device=DEVICE, dtype=DTYPE, requires_grad=True)
-    v = torch.randn(n, hk, d, device=DEVICE, dtype=DTYPE, requires_grad=True)
-    grad = torch.randn(n, hq, d, device=DEVICE, dtype=DTYPE)
+    cu = torch.arange(seqs + 1, device=bench.device, dtype=torch.int32) * length
+    q, k, v = bench.randn(n, hq, d, grad=True), bench.randn(n, hk, d, grad=True), \
+        bench.randn(n, hk, d, grad=True)
+    grad = bench.randn(n, hq, d)
     flops = _attention_flops(lengths, hq, d)
 
-    # SDPA baseline on the same data laid out [B, H, L, D] (all sequences have length L)
     def dense(t):
-        return t.detach().view(b, L, t.shape[1], d).transpose(1, 2).contiguous().requires_grad_()
+        return t.detach().view(seqs, length, t.shape[1], d).transpose(1, 2).contiguous() \
+            .requires_grad_()
     qd, kd, vd = dense(q), dense(k), dense(v)
-    gd = grad.view(b, L, hq, d).transpose(1, 2)
+    gd = grad.view(seqs, length, hq, d).transpose(1, 2)
 
-    def sdpa():
-        from torch.nn.attention import SDPBackend, sdpa_kernel
-        with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
-            return F.scaled_dot_product_attention(qd, kd, vd, is_causal=True, scale=scale,
-                                                  enable_gqa=True)
+    def sdpa(backend):
+        def call():
+            with sdpa_kernel(backend):
+                return F.scaled_dot_product_attention(qd, kd, vd, is_causal=True, scale=scale,
+                                                      enable_gqa=True)
+        return call
 
-    errors = {}
-    try:
-        out = varlen_attention(q, k, v, cu, cu, scale)
-        out.backward(grad)
-        ref = sdpa()
-        ref.backward(gd)
-        errors["max_err_vs_sdpa"] = max_err(out, ref.transpose(1, 2).reshape(n, hq, d))
-        for name, ours, theirs in (("dq", q, qd), ("dk", k, kd), ("dv", v, vd)):
-            errors[f"{name}_max_err_vs_sdpa"] = max_err(
-                ours.grad, theirs.grad.transpose(1, 2).reshape(ours.shape))
-        del out, ref
-    except Exception as e:
-        errors["check_error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
-    for t in (q, k, v, qd, kd, vd):
-        t.grad = None
-    providers = {"triton": lambda: varlen_attention(q, k, v, cu, cu, scale),
-                 "sdpa_flash": sdpa}
-    if L <= 4096:   # the per-sequence reference builds an L x L mask per sequence
-        providers["torch"] = lambda: varlen_attention_reference(q, k, v, cu, cu, scale)
-    for name, fn in providers.items():
-        extra = errors if name == "triton" else {}
-        with torch.no_grad():
-            bench.run("varlen_attention", shape, "fwd", name, fn, flops=flops, **extra)
-        bench.run("varlen_attention", shape, "fwd+bwd", name,
-                  fwd_bwd(fn, gd if name == "sdpa_flash" else grad), flops=3.5 * flops,
-                  grads_of=(qd, kd, vd) if name == "sdpa_flash" else (q, k, v))
+    def triton_attention():
+        return varlen_attention(q, k, v, cu, cu, scale)
+
+    with torch.no_grad():
+        check = {"max_err": max_err(triton_attention(),
+                                    varlen_attention_reference(q, k, v, cu, cu, scale))}
+    providers = {"triton": triton_attention,
+                 **{name: sdpa(b) for name, b in sdpa_backends(bench.device).items()}}
+    for provider, fn in providers.items():
+        is_sdpa = provider != "triton"
+        if not backward:
+            with torch.no_grad():
+                bench.run("varlen_attention", shape, "fwd", provider, fn, flops=flops,
+                          **({} if is_sdpa else check))
+        else:
+            bench.run("varlen_attention", shape, "fwd+bwd", provider,
+                      fwd_bwd(fn, gd if is_sdpa else grad), flops=3.5 * flops,
+                      grads_of=(qd, kd, vd) if is_sdpa else (q, k, v))
 
 
-def _paged_cache(contexts: list[int], hk: int, d: int):
+def _paged_cache(bench: Bench, contexts: list[int], hk: int, d: int):
+    """K/V caches of PAGE-token blocks handed out in random order, and their block tables."""
     blocks_per_seq = [triton.cdiv(c, PAGE) for c in contexts]
     num_blocks = sum(blocks_per_seq) + 1
-    k_cache = torch.randn(num_blocks, PAGE, hk, d, device=DEVICE, dtype=DTYPE)
-    v_cache = torch.randn_like(k_cache)
-    tables = torch.zeros(len(contexts), max(blocks_per_seq), dtype=torch.int32, device=DEVICE)
-    pages = torch.randperm(num_blocks - 1, device=DEVICE).to(torch.int32) + 1
+    caches = [bench.randn(num_blocks, PAGE, hk, d) for _ in "kv"]
+    tables = torch.zeros(len(contexts), max(blocks_per_seq), dtype=torch.int32,
+                         device=bench.device)
+    pages = torch.randperm(num_blocks - 1, device=bench.device).to(torch.int32) + 1
     used = 0
     for i, nb in enumerate(blocks_per_seq):
         tables[i, :nb] = pages[used:used + nb]
         used += nb
-    return k_cache, v_cache, tables
+    return caches[0], caches[1], tables
 
 
-def bench_prefix_prefill(bench: Bench, model: str, batch: int, cached: int, new: int) -> None:
-    """Prefill of `new` tokens per sequence over a cached prefix read through block tables."""
-    cfg = MODELS[model]
-    hq, hk, d = cfg["heads"], cfg["kv_heads"], cfg["head_dim"]
-    shape = {"model": model, "batch": batch, "cached": cached, "new": new}
-    total = cached + new
-    k_cache, v_cache, tables = _paged_cache([total] * batch, hk, d)
-    q = torch.randn(batch * new, hq, d, device=DEVICE, dtype=DTYPE)
-    cu_q = torch.arange(batch + 1, device=DEVICE, dtype=torch.int32) * new
-    cu_k = torch.arange(batch + 1, device=DEVICE, dtype=torch.int32) * total
-    scale = d ** -0.5
-    err = max_err(varlen_attention(q, k_cache, v_cache, cu_q, cu_k, scale, tables),
-                  varlen_attention_reference(q, k_cache, v_cache, cu_q, cu_k, scale, tables))
-    flops = 4.0 * batch * hq * d * new * (cached + (new + 1) / 2)
-    with torch.no_grad():
-        for name, fn in {"triton": varlen_attention, "torch": varlen_attention_reference}.items():
-            bench.run("prefix_prefill", shape, "fwd", name,
-                      lambda: fn(q, k_cache, v_cache, cu_q, cu_k, scale, tables), flops=flops,
-                      max_err=err)
-
-
-def bench_decode(bench: Bench, model: str, batch: int, context: int) -> None:
-    cfg = MODELS[model]
-    hq, hk, d = cfg["heads"], cfg["kv_heads"], cfg["head_dim"]
-    shape = {"model": model, "batch": batch, "context": context}
-    k_cache, v_cache, tables = _paged_cache([context] * batch, hk, d)
-    lens = torch.full((batch,), context, dtype=torch.int32, device=DEVICE)
-    q = torch.randn(batch, hq, d, device=DEVICE, dtype=DTYPE)
+def bench_decode(bench: Bench, model: str, cfg: Model, batch: int, context: int) -> None:
+    hq, hk, d = cfg.heads, cfg.kv_heads, cfg.head_dim
+    shape = {"model": model, "batch": batch, "context": context, "head_dim": d, "page": PAGE}
+    k_cache, v_cache, tables = _paged_cache(bench, [context] * batch, hk, d)
+    lens = torch.full((batch,), context, dtype=torch.int32, device=bench.device)
+    q = bench.randn(batch, hq, d)
     scale = d ** -0.5
     err = max_err(paged_decode_attention(q, k_cache, v_cache, tables, lens, scale),
                   paged_decode_attention_reference(q, k_cache, v_cache, tables, lens, scale))
-    # dense SDPA over the same keys already gathered into [B, Hk, context, D] (not paged)
-    kd = k_cache[tables.long()].flatten(1, 2)[:, :context].transpose(1, 2).contiguous()
-    vd = v_cache[tables.long()].flatten(1, 2)[:, :context].transpose(1, 2).contiguous()
+    # SDPA over the same keys gathered densely beforehand [B, Hk, context, D] (not paged)
+    kd, vd = (c[tables.long()].flatten(1, 2)[:, :context].transpose(1, 2).contiguous()
+              for c in (k_cache, v_cache))
     qd = q[:, :, None]
 
     def sdpa():
-        from torch.nn.attention import SDPBackend, sdpa_kernel
         with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
             return F.scaled_dot_product_attention(qd, kd, vd, scale=scale, enable_gqa=True)
-    providers = {"triton": lambda: paged_decode_attention(q, k_cache, v_cache, tables, lens, scale),
+    providers = {"triton": lambda: paged_decode_attention(q, k_cache, v_cache, tables, lens,
+                                                          scale),
                  "sdpa_flash_dense": sdpa}
-    if batch <= 64:
-        providers["torch"] = lambda: paged_decode_attention_reference(q, k_cache, v_cache, tables,
-                                                                      lens, scale)
     with torch.no_grad():
-        for name, fn in providers.items():
-            bench.run("paged_decode", shape, "fwd", name, fn,
-                      bytes_=2 * batch * context * hk * d * BYTES,
-                      **({"max_err": err} if name == "triton" else {}))
+        for provider, fn in providers.items():
+            bench.run("paged_decode", shape, "fwd", provider, fn,
+                      bytes_=2 * batch * context * hk * d * bench.bytes,
+                      **({"max_err": err} if provider == "triton" else {}))
+
+
+def bench_prefix_prefill(bench: Bench, model: str, cfg: Model, batch: int, cached: int,
+                         new: int) -> None:
+    """Prefill of `new` tokens per sequence over a cached prefix read through block tables."""
+    hq, hk, d = cfg.heads, cfg.kv_heads, cfg.head_dim
+    shape = {"model": model, "batch": batch, "cached": cached, "new": new, "head_dim": d,
+             "page": PAGE}
+    total = cached + new
+    k_cache, v_cache, tables = _paged_cache(bench, [total] * batch, hk, d)
+    q = bench.randn(batch * new, hq, d)
+    cu_q = torch.arange(batch + 1, device=bench.device, dtype=torch.int32) * new
+    cu_k = torch.arange(batch + 1, device=bench.device, dtype=torch.int32) * total
+    scale = d ** -0.5
+    args = (q, k_cache, v_cache, cu_q, cu_k, scale, tables)
+    err = max_err(varlen_attention(*args), varlen_attention_reference(*args))
+    flops = 4.0 * batch * hq * d * new * (cached + (new + 1) / 2)
+    with torch.no_grad():
+        bench.run("prefix_prefill", shape, "fwd", "triton", lambda: varlen_attention(*args),
+                  flops=flops, max_err=err)
 
 
 # ----------------------------------------------------------------------------- cross-entropy
 
-def bench_linear_cross_entropy(bench: Bench, model: str, n: int, with_compile: bool) -> None:
-    cfg = MODELS[model]
-    d, vocab = cfg["hidden"], cfg["vocab"]
+def bench_linear_cross_entropy(bench: Bench, model: str, cfg: Model, n: int) -> None:
+    d, vocab = cfg.hidden, cfg.vocab
     shape = {"model": model, "tokens": n, "hidden": d, "vocab": vocab}
-    hidden = torch.randn(n, d, device=DEVICE, dtype=DTYPE, requires_grad=True)
-    weight = (0.02 * torch.randn(vocab, d, device=DEVICE, dtype=DTYPE)).requires_grad_()
-    labels = torch.randint(0, vocab, (n,), device=DEVICE)
+    hidden = bench.randn(n, d, grad=True)
+    weight = bench.randn(vocab, d, scale=0.02).requires_grad_()
+    labels = torch.randint(0, vocab, (n,), device=bench.device)
     labels[: n // 4] = -100
-    errors = {}
-    try:
-        loss = linear_cross_entropy(hidden, weight, labels, -100, "mean")
-        loss.backward()
-        g_ours = hidden.grad
-        hidden.grad = weight.grad = None
-        ref = linear_cross_entropy_reference(hidden, weight, labels, -100, "mean")
-        ref.backward()
-        errors = {"loss_err": abs(loss.item() - ref.item()),
-                  "grad_hidden_max_err": max_err(g_ours, hidden.grad)}
-        del loss, ref, g_ours
-    except Exception as e:
-        errors["check_error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
-    hidden.grad = weight.grad = None
-    torch.cuda.empty_cache()
-    flops = 6.0 * n * d * vocab
-    for name, fn in _providers(bench, linear_cross_entropy, linear_cross_entropy_reference,
-                               with_compile).items():
-        bench.run("linear_cross_entropy", shape, "fwd+bwd", name,
-                  lambda: fn(hidden, weight, labels, -100, "mean").backward(), flops=flops,
-                  grads_of=(hidden, weight), **(errors if name == "triton" else {}))
+    loss = linear_cross_entropy(hidden, weight, labels, -100, "mean")
+    ref = linear_cross_entropy_reference(hidden, weight, labels, -100, "mean")
+    err = abs(loss.item() - ref.item())
+    del loss, ref
+    for provider, fn in (("triton", linear_cross_entropy),
+                         ("torch", linear_cross_entropy_reference)):
+        bench.run("linear_cross_entropy", shape, "fwd+bwd", provider,
+                  lambda fn=fn: fn(hidden, weight, labels, -100, "mean").backward(),
+                  flops=6.0 * n * d * vocab, grads_of=(hidden, weight),
+                  **({"loss_err": err} if provider == "triton" else {}))
 
 
 # ----------------------------------------------------------------------------- driver
 
-def gpu_benchmarks(quick: bool, only: set[str] | None, budget_s: float) -> list[dict]:
-    bench = Bench(budget_s)
-    models = list(MODELS)
-    big = "qwen2.5-7b"
-    tokens = [8192] if quick else [4096, 16384]
-    wanted = (lambda name: only is None or name in only)
-    print(f"device: {torch.cuda.get_device_name()}  quick={quick}  budget={budget_s:.0f}s")
-    bench_copy(bench)
+CASE_GROUPS = ("attention", "memory_bound", "decode", "prefix_prefill", "backward",
+               "linear_cross_entropy", "compiled")
+
+
+def run_cases(bench: Bench, models: dict[str, Model], sizes: Sizes, only: set[str] | None,
+              compile_baselines: int, compile_fn: Callable = torch.compile) -> None:
+    """Most valuable first: copy bandwidth, attention forward at d128 against SDPA, memory-bound
+    forwards against copy, decode at page 16, prefix prefill, backward passes, the chunked
+    cross-entropy, and last up to `compile_baselines` torch.compile'd references."""
+    wanted = (lambda group: only is None or group in only)
+    names = list(models)
+    by_dim = sorted(names, key=lambda m: -models[m].head_dim)    # d128 (the goal's) first
+    mid = names[len(names) // 2]                                  # one model for single cases
+    bench.case(bench_copy, sizes.copy_bytes)
+    n = sizes.tokens
     if wanted("attention"):
-        for model in models:
-            for lengths in ([[4096] * 2] if quick else [[4096] * 4, [16384]]):
-                bench_attention(bench, model, lengths)
+        for m in by_dim:
+            for seqs, length in sizes.attention:
+                bench.case(bench_attention, m, models[m], seqs, length, backward=False)
+    if wanted("memory_bound"):
+        for m in (mid, *[x for x in names if x != mid]):
+            for fn in (bench_norms, bench_swiglu, bench_rope):
+                bench.case(fn, m, models[m], n, backward=False)
+            bench.case(bench_kv_store, m, models[m], n)
     if wanted("decode"):
-        for model in models:
-            for batch, context in ([(1, 16384), (64, 4096)] if quick else
-                                   [(1, 16384), (16, 4096), (64, 4096), (128, 2048)]):
-                bench_decode(bench, model, batch, context)
+        for m in names:
+            for batch, context in sizes.decode:
+                bench.case(bench_decode, m, models[m], batch, context)
     if wanted("prefix_prefill"):
-        bench_prefix_prefill(bench, big, 8, 2048, 512)
+        bench.case(bench_prefix_prefill, mid, models[mid], *sizes.prefix)
+    if wanted("backward"):
+        for seqs, length in sizes.attention[:1]:
+            bench.case(bench_attention, by_dim[0], models[by_dim[0]], seqs, length,
+                       backward=True)
+        for fn in (bench_norms, bench_swiglu, bench_rope):
+            bench.case(fn, mid, models[mid], n, backward=True)
     if wanted("linear_cross_entropy"):
-        for model in models:
-            for n in tokens:
-                bench_linear_cross_entropy(bench, model, n, model == big and n == tokens[-1])
-    for name, fn in (("rms_norm", bench_norms), ("rope", bench_rope), ("swiglu", bench_swiglu)):
-        if wanted(name):
-            for model in models:
-                for n in tokens:
-                    fn(bench, model, n, model == big and n == tokens[-1])
-    if wanted("store_kvcache"):
-        for model in models:
-            for n in (64, tokens[-1]):
-                bench_kv_store(bench, model, n)
-    return bench.records
+        bench.case(bench_linear_cross_entropy, names[0], models[names[0]], n)
+    if wanted("compiled") and compile_baselines > 0:
+        # one torch.compile build per baseline: swiglu's fused reference is the strongest peer
+        bench.case(bench_swiglu, mid, models[mid], n, backward=False,
+                   compiled=compile_fn(swiglu_reference))
+        if compile_baselines > 1:
+            bench.case(bench_compiled_rms_norm, mid, models[mid], n,
+                       compile_fn(rms_norm_reference))
 
 
-def cpu_correctness_pass() -> list[dict]:
-    """Tiny shapes through the Triton interpreter, each kernel against its reference."""
-    torch.manual_seed(0)
-    n, hq, hk, d, hidden, vocab = 13, 4, 2, 16, 24, 40
-    x, r, w = torch.randn(n, hidden), torch.randn(n, hidden), torch.rand(hidden) + 0.5
-    q, k, v = torch.randn(n, hq, d), torch.randn(n, hk, d), torch.randn(n, hk, d)
-    positions = torch.cat([torch.arange(8), torch.arange(5)])
-    angles = torch.arange(16.0)[:, None] * (1e-4 ** (torch.arange(0, d, 2) / d))[None]
-    cos_sin = torch.cat((angles.cos(), angles.sin()), -1)
-    cu = torch.tensor([0, 8, 9, 13], dtype=torch.int32)
-    kc, vc = torch.randn(6, 4, hk, d), torch.randn(6, 4, hk, d)
-    tables = torch.tensor([[5, 1, 0], [2, 0, 0], [3, 4, 0]], dtype=torch.int32)
-    lens = torch.tensor([9, 1, 6], dtype=torch.int32)
-    slots = torch.tensor([0, 1, 2, 3, -1, 5, 6, 7, 8, 9, 10, 11, 12])
-    head, labels = torch.randn(vocab, hidden), torch.randint(0, vocab, (n,))
-
-    def stored(fn):
-        caches = (kc.clone(), vc.clone())
-        fn(k, v, *caches, slots)
-        return torch.cat(caches)
-
-    checks = {
-        "rms_norm": (rms_norm(x, w, 1e-6), rms_norm_reference(x, w, 1e-6)),
-        "add_rms_norm": (add_rms_norm(x, r, w, 1e-6)[0], add_rms_norm_reference(x, r, w, 1e-6)[0]),
-        "rope": (rope(q, k, positions, cos_sin)[0], rope_reference(q, k, positions, cos_sin)[0]),
-        "swiglu": (swiglu(x, r), swiglu_reference(x, r)),
-        "varlen_attention": (varlen_attention(q, k, v, cu, cu, 0.25),
-                             varlen_attention_reference(q, k, v, cu, cu, 0.25)),
-        "paged_decode": (paged_decode_attention(q[:3], kc, vc, tables, lens, 0.25),
-                         paged_decode_attention_reference(q[:3], kc, vc, tables, lens, 0.25)),
-        "store_kvcache": (stored(store_kvcache), stored(store_kvcache_reference)),
-        "linear_cross_entropy": (linear_cross_entropy(x, head, labels),
-                                 linear_cross_entropy_reference(x, head, labels)),
-    }
-    records = []
-    for name, (ours, ref) in checks.items():
-        err = max_err(ours, ref)
-        ok = torch.allclose(ours.float(), ref.float(), atol=1e-4, rtol=1e-4)
-        records.append({"kernel": name, "max_err": err, "ok": ok})
-        print(f"  {name:22s} max |triton - reference| = {err:.2e}  {'ok' if ok else 'MISMATCH'}")
-    return records
+def bench_compiled_rms_norm(bench: Bench, model: str, cfg: Model, n: int, compiled) -> None:
+    d = cfg.hidden
+    x, w = bench.randn(n, d), 1 + bench.randn(d, scale=0.1)
+    with torch.no_grad():
+        bench.run("rms_norm", {"model": model, "tokens": n, "hidden": d}, "fwd", "torch.compile",
+                  lambda: compiled(x, w, 1e-6), bytes_=2 * n * d * bench.bytes)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="one token count, fewer cases")
-    parser.add_argument("--only", default=None,
-                        help="comma list of: attention, decode, prefix_prefill, "
-                             "linear_cross_entropy, rms_norm, rope, swiglu, store_kvcache")
-    parser.add_argument("--budget-s", type=float, default=270.0,
-                        help="stop starting new cases after this many seconds")
-    args = parser.parse_args()
-    if not torch.cuda.is_available():
-        print("No CUDA device: correctness-only pass through the Triton interpreter "
-              "(tiny shapes, no timings).")
-        records = cpu_correctness_pass()
-        path = write_results("kernels", records, mode="cpu-correctness")
-        print(f"wrote {path}")
-        if not all(r["ok"] for r in records):
-            sys.exit(1)
-        return
-    only = set(args.only.split(",")) if args.only else None
+    parser.add_argument("--out", type=Path, default=None,
+                        help="folder for kernels.json (rewritten after every case)")
+    parser.add_argument("--smoke", action="store_true",
+                        help="CPU: Triton interpreter, tiny shapes, fp32 (the test suite runs it)")
+    parser.add_argument("--only", default=None, help="comma list of " + ", ".join(CASE_GROUPS))
+    parser.add_argument("--budget-s", type=float, default=None,
+                        help="start no case after this many seconds (GPU default 75; smoke: "
+                             "no limit, a skipped case could hide a crash)")
+    parser.add_argument("--compile-baselines", type=int, default=2,
+                        help="torch.compile'd references to build (each costs seconds)")
+    args = parser.parse_args(argv)
+    cuda = torch.cuda.is_available()
+    if not args.smoke and not cuda:
+        parser.error("no CUDA device: run with --smoke (interpreter, tiny shapes)")
+    device = "cuda" if cuda and not args.smoke else "cpu"
+    if device == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
+        parser.error("--smoke on a CUDA machine needs TRITON_INTERPRET=1 set before start")
+    dtype = torch.float32 if args.smoke else torch.bfloat16
+    if args.budget_s is None:
+        args.budget_s = float("inf") if args.smoke else 75.0
+    models, sizes = (SMOKE_MODELS, SMOKE_SIZES) if args.smoke else (MODELS, GPU_SIZES)
+    meta = {"benchmark": "kernels", "environment": environment(), "mode":
+            "smoke" if args.smoke else "gpu", "dtype": str(dtype).replace("torch.", ""),
+            "page": PAGE, "budget_s": args.budget_s}
+    torch.manual_seed(0)
+    bench = Bench(device, dtype, args.budget_s, args.out, meta)
+    print(f"kernels on {meta['environment']['device']} ({meta['mode']}, {meta['dtype']}), "
+          f"budget {args.budget_s:.0f}s")
     start = time.monotonic()
-    records = gpu_benchmarks(args.quick, only, args.budget_s)
-    path = write_results("kernels", records, mode="gpu", quick=args.quick,
-                         wall_s=round(time.monotonic() - start, 1))
-    print(f"wrote {path}")
+    # smoke: the same torch.compile calls with the eager backend (no C++ build on the CPU)
+    compile_fn = (lambda fn: torch.compile(fn, backend="eager")) if args.smoke else torch.compile
+    run_cases(bench, models, sizes, set(args.only.split(",")) if args.only else None,
+              args.compile_baselines, compile_fn)
+    bench.meta["wall_s"] = round(time.monotonic() - start, 1)
+    bench.write()
+    # a Triton kernel or a case's own setup that failed is a bug; a peer backend may refuse
+    failed = [r for r in bench.records if "error" in r and r.get("provider", "triton") == "triton"]
+    skipped = sum(1 for r in bench.records if "skipped" in r)
+    print(f"{len(bench.records)} records, {len(failed)} Triton errors, {skipped} skipped "
+          f"for time, in {bench.meta['wall_s']}s"
+          + (f"; wrote {args.out / 'kernels.json'}" if args.out else ""))
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
