@@ -56,11 +56,11 @@ def save_json(path: Path, payload: Any) -> Path:
     return path
 
 
-def write_results(name: str, results: Any, **extra: Any) -> Path:
-    """Write {benchmark, environment, **extra, results} to benchmarks/results/NAME-TIME.json."""
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+def write_results(name: str, results: Any, out_dir: Path | str | None = None, **extra: Any) -> Path:
+    """Write {benchmark, environment, **extra, results} to OUT_DIR/NAME-TIME.json
+    (default out_dir: benchmarks/results)."""
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    path = RESULTS_DIR / f"{name}-{stamp}.json"
+    path = Path(out_dir or RESULTS_DIR) / f"{name}-{stamp}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"benchmark": name, "environment": environment(), **extra, "results": results}
-    path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
-    return path
+    return save_json(path, payload)

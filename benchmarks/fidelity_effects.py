@@ -46,7 +46,13 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=6, help="synthesis rounds per pool")
     p.add_argument("--rouge", type=float, default=0.7, help="ROUGE-L threshold (the release's 0.7)")
     p.add_argument("--pairs", type=int, default=96, help="prompts answered for the judge comparison")
+    p.add_argument("--smoke", action="store_true",
+                   help="one round and a few pairs through the same functions (the test suite runs it)")
+    p.add_argument("--out", help="directory for the JSON (default benchmarks/results)")
     args = p.parse_args()
+    smoke = ["synthesis.meta_prompts_per_round=4", "response.n=2"] if args.smoke else []
+    if args.smoke:
+        args.rounds, args.pairs = 1, 8
     torch.set_num_threads(1)
     work = Path(tempfile.mkdtemp(prefix="fidelity-"))
     results = {}
@@ -55,14 +61,14 @@ def main() -> None:
             cfg = load_config(args.config, [f"synthesis.novelty_pool={pool_kind}",
                                             f"synthesis.rouge_threshold={args.rouge}",
                                             f"synthesis.max_rounds={args.rounds}",
-                                            "synthesis.num_prompts=100000"])
+                                            "synthesis.num_prompts=100000", *smoke])
             pool = ModelPool(cfg)
             counts = stages.synthesize_prompts(_stage_ctx(cfg, work / f"pool_{pool_kind}", pool))
             pool.release()
             results[f"novelty_pool_{pool_kind}"] = {
                 "rounds": counts["rounds"], "parsed": counts["parsed"], "kept": counts["kept"],
                 "dropped_as_similar": counts["dropped"].get("similar", 0)}
-        base_cfg = load_config(args.config, [f"synthesis.num_prompts={args.pairs}"])
+        base_cfg = load_config(args.config, [f"synthesis.num_prompts={args.pairs}", *smoke])
         pool = ModelPool(base_cfg)
         ctx = _stage_ctx(base_cfg, work / "judge", pool)
         stages.synthesize_prompts(ctx)
@@ -70,7 +76,7 @@ def main() -> None:
         answered = work / "judge" / "iter_01" / "responses.jsonl"
         for name, overrides in (("greedy", ["assessment.temperature=0.0", "assessment.top_p=1.0"]),
                                 ("sampled", ["assessment.temperature=1.0", "assessment.top_p=0.95"])):
-            cfg = load_config(args.config, overrides)
+            cfg = load_config(args.config, overrides + smoke)
             jctx = _stage_ctx(cfg, work / f"judge_{name}", pool)
             shutil.copy(answered, jctx.run.path(1, "responses.jsonl"))
             c = stages.assess_pairs(jctx)
@@ -82,7 +88,7 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
     for k, v in results.items():
         print(f"{k:>22}: {v}")
-    path = write_results("fidelity_effects", results, config=args.config,
+    path = write_results("fidelity_effects", results, out_dir=args.out, config=args.config,
                          rounds=args.rounds, rouge_threshold=args.rouge, pairs=args.pairs)
     print(f"wrote {path}")
 

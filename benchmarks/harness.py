@@ -137,9 +137,14 @@ def main(argv=None) -> None:
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (both backends)")
     p.add_argument("--only", help="comma-separated request types to run (default: all three)")
     p.add_argument("--quick", action="store_true")
+    p.add_argument("--smoke", action="store_true",
+                   help="a tiny run through the same functions (the test suite runs it on the CPU)")
+    p.add_argument("--out", help="directory for the JSON (default benchmarks/results)")
     args = p.parse_args(argv)
     if args.quick:
         args.docs, args.repeats = 16, 1
+    if args.smoke:
+        args.docs, args.repeats, args.hf_batch_sizes, args.max_gen = 4, 1, "1", 4
     torch.set_num_threads(args.threads)
     from lm_eval.models.huggingface import HFLM
 
@@ -177,7 +182,7 @@ def main(argv=None) -> None:
               + "   ".join(f"{k} {row[k]['requests_per_s']:8.1f}" for k in hf_names(hf))
               + f"   ratio {row['ratio_vs_best_hf']:.2f}x", flush=True)
     device = "cpu" if args.device == "cpu" else "gpu"
-    path = write_results(f"harness-{device}", results, shape=args.shape, dtype=args.dtype,
+    path = write_results(f"harness-{device}", results, out_dir=args.out, shape=args.shape, dtype=args.dtype,
                          model=SHAPES[args.shape], docs=args.docs, max_gen=args.max_gen,
                          threads=args.threads, repeats=args.repeats, lm_eval=__import__("lm_eval").__version__,
                          note="engine CPU path as on this branch (the step-loop rewrite is "

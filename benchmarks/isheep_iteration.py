@@ -30,8 +30,14 @@ def main() -> None:
     p.add_argument("--model", default="", help="HF checkpoint directory ('' = the config's model)")
     p.add_argument("--prompts", type=int, default=48, help="kept prompts to synthesize")
     p.add_argument("--device", default="auto")
+    p.add_argument("--smoke", action="store_true",
+                   help="a tiny iteration through the same functions (the test suite runs it)")
+    p.add_argument("--out", help="directory for the JSON (default benchmarks/results)")
     p.add_argument("overrides", nargs="*", help="section.key=value settings")
     args = p.parse_args()
+    if args.smoke:
+        args.prompts = 8
+        args.overrides = ["synthesis.meta_prompts_per_round=4", "response.n=2", *args.overrides]
     run_dir = Path(tempfile.mkdtemp(prefix="isheep-bench-"))
     overrides = [f"run.run_dir={run_dir}", "run.iterations=1", f"run.device={args.device}",
                  f"synthesis.num_prompts={args.prompts}", *args.overrides]
@@ -50,7 +56,7 @@ def main() -> None:
     for stage, r in results["stages"].items():
         print(f"{stage:>11}: {r['seconds']:8.2f} s  {r['counts']}")
     print(f"{'total':>11}: {total:8.2f} s")
-    path = write_results("isheep_iteration", results, model=args.model or cfg.run.model,
+    path = write_results("isheep_iteration", results, out_dir=args.out, model=args.model or cfg.run.model,
                          prompts=args.prompts, overrides=args.overrides)
     print(f"wrote {path}")
     shutil.rmtree(run_dir, ignore_errors=True)

@@ -87,7 +87,11 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[2000, 10000])
     parser.add_argument("--reference-sample", type=int, default=200)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/rouge_novelty.json")
+    parser.add_argument("--smoke", action="store_true",
+                        help="one small size through the same functions (the test suite runs it)")
     args = parser.parse_args()
+    if args.smoke:
+        args.sizes, args.reference_sample = [200], 20
 
     seeds = [s.instruction for s in load_default_seeds()]
     rows = []
