@@ -135,3 +135,11 @@ def test_default_config_names_the_shipped_world_model():
     cfg = load_config(CONFIGS / "world_default.toml")
     assert Path(cfg.run.model, "config.json").is_file()
     assert "engine.world.extension" in data["run"]["extensions"]
+
+
+def test_the_engine_checks_its_settings_with_the_same_system_before_loading(tmp_path):
+    from engine.generation import LLM
+    with pytest.raises(SettingsError, match=r"'gpu_memory_utilization' = 1\.5 must be <= 1"):
+        LLM(tmp_path / "no_model_here", gpu_memory_utilization=1.5)
+    with pytest.raises(SettingsError, match=r"'block_size' = 0 must be >= 1"):
+        LLM(tmp_path / "no_model_here", block_size=0)

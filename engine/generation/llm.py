@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from time import perf_counter
 
@@ -36,23 +36,27 @@ from engine.generation.scheduler import Scheduler
 from engine.generation.sequence import Sequence
 from engine.generation.stopping import check_stop, completion_text
 from engine.dtypes import dtype_of
+from engine.settings import check, setting
 from engine.model import CausalLM
 
 
 @dataclass
 class EngineConfig:
-    block_size: int = 16
-    max_num_seqs: int = 256
-    max_num_batched_tokens: int = 8192
-    max_model_len: int | None = None           # None: the model's max_position_embeddings
-    kv_cache_bytes: int | None = None          # CPU default 64 MiB; on CUDA overrides profiling
-    gpu_memory_utilization: float = 0.9
-    enable_prefix_caching: bool = True
-    enforce_eager: bool = False                # no CUDA graphs
-    truncate_prompts: bool = False
-    data_parallel: bool = False                # True: shard requests over the process group;
-                                               # then every rank must make the same calls
-    seed: int = 0
+    """The engine's settings (engine.settings): checked when an LLM is built."""
+    block_size: int = setting(16, "tokens per KV-cache block", ge=1)
+    max_num_seqs: int = setting(256, "sequences per step", ge=1)
+    max_num_batched_tokens: int = setting(8192, "tokens per step", ge=1)
+    max_model_len: int | None = setting(None, "context limit (None: the model's)", ge=2)
+    kv_cache_bytes: int | None = setting(None, "KV budget; CPU default 64 MiB, on CUDA it "
+                                         "overrides profiling", ge=1)
+    gpu_memory_utilization: float = setting(0.9, "share of GPU memory for weights + KV cache",
+                                            gt=0, le=1)
+    enable_prefix_caching: bool = setting(True, "reuse the blocks of a shared prompt prefix")
+    enforce_eager: bool = setting(False, "no CUDA graphs")
+    truncate_prompts: bool = setting(False, "keep the last tokens of an over-long prompt")
+    data_parallel: bool = setting(False, "shard requests over the process group; then every "
+                                  "rank must make the same calls")
+    seed: int = setting(0, "seed of requests that bring none")
 
 
 class LLM:
@@ -66,6 +70,7 @@ class LLM:
         self.cfg = EngineConfig(block_size, max_num_seqs, max_num_batched_tokens, max_model_len,
                                 kv_cache_bytes, gpu_memory_utilization, enable_prefix_caching,
                                 enforce_eager, truncate_prompts, data_parallel, seed)
+        check(self.cfg, {f.name: "LLM(...)" for f in fields(EngineConfig)})
         self.model, self.tokenizer = _resolve_model(model, tokenizer, dtype, device)
         mcfg = self.model.config
         eos = set(mcfg.eos_token_id) | set(self.tokenizer.eos_token_ids if self.tokenizer else [])
