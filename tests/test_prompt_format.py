@@ -7,7 +7,7 @@ from engine.presets import write_tiny
 from engine.prompt_format import (REFERENCE_SYSTEM, chat_prompt, raw_prompt, render_conversation,
                                   user_content)
 from engine.tokenizer import Tokenizer
-from engine.training.data import DataError, format_raw_prompt, load_sft_samples
+from engine.training.data import DataError, load_sft_samples
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +20,6 @@ def test_engine_layout_joins_with_one_newline():
     assert user_content("Name a color.") == "Name a color."
     assert raw_prompt("Add the numbers.", "2 and 3") == "Add the numbers.\n2 and 3\n"
     assert raw_prompt("Name a color.", "") == "Name a color.\n"
-    assert format_raw_prompt is raw_prompt      # the old name still answers for stages/world
 
 
 def test_reference_layout_is_the_release_strings():

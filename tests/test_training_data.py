@@ -7,7 +7,8 @@ import torch
 from engine.presets import write_tiny
 from engine.tokenizer import Tokenizer
 from engine.training.config import ConfigError, TrainConfig, apply_overrides, load_toml
-from engine.training.data import DataError, format_raw_prompt, load_sft_samples
+from engine.prompt_format import raw_prompt as format_raw_prompt
+from engine.training.data import DataError, load_sft_samples
 from engine.training.optim import WarmupCosine, param_groups
 from engine.training.packing import (IGNORE_INDEX, PackSchedule, TrainingSample, epoch_order,
                                      make_pack, to_training_samples)

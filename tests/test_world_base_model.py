@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from engine.generation import LLM
-from engine.training.data import format_raw_prompt
+from engine.prompt_format import raw_prompt as format_raw_prompt
 from engine.world.families import FAMILIES
 from engine.world.model_measures import generate, judge_scores
 from engine.world.tasks import WorldTask, targets_in

@@ -9,7 +9,7 @@ from engine.selfalign.assessment_prompts import build_assessment_prompt
 from engine.selfalign.scores import parse_judgement
 from engine.selfalign.seeds import read_seed_tasks
 from engine.selfalign.synthesis import parse_generated_tasks
-from engine.training.data import format_raw_prompt
+from engine.prompt_format import raw_prompt as format_raw_prompt
 from engine.world.corpus import CorpusSettings, corpus_documents
 from engine.world.families import FAMILIES
 from engine.world.tasks import SPLIT, parse_task

@@ -249,6 +249,22 @@ def _time_table(run) -> list[str]:
     return lines + [""]
 
 
+def _save_per_model(fig, ax, path: Path, title: str, ylabel: str) -> str:
+    """Finish and save a plot whose x axis is the model M_0, M_1, ...; returns its file name."""
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("model M_i (0 = base model)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path.name
+
+
 def _plot(cfg, run: RunDirectory, iters: list[int], counts: dict, out: Path) -> list[str]:
     import matplotlib
     matplotlib.use("Agg")
@@ -325,15 +341,8 @@ def _plot(cfg, run: RunDirectory, iters: list[int], counts: dict, out: Path) -> 
             pts = [(it, *bench[it][col]) for it in sorted(bench) if col in bench[it]]
             ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] or 0 for p in pts],
                         marker=markers[k % len(markers)], capsize=3, label=col)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_xlabel("model M_i (0 = base model)")
-        ax.set_ylabel("metric")
-        ax.set_title("lm-evaluation-harness benchmarks")
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(out / "harness.png", dpi=90)
-        plt.close(fig)
-        written.append("harness.png")
+        written.append(_save_per_model(fig, ax, out / "harness.png", "lm-evaluation-harness benchmarks",
+                                       "metric"))
 
     evals = {it: read_eval(run, it).get("ifeval") for it in [0] + iters}
     evals = {k: v for k, v in evals.items() if v}
@@ -344,14 +353,6 @@ def _plot(cfg, run: RunDirectory, iters: list[int], counts: dict, out: Path) -> 
             pts = [(x, evals[x].get(key)) for x in xs if evals[x].get(key) is not None]
             if pts:
                 ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=markers[k % len(markers)], label=key)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylim(0, 1)
-        ax.set_xlabel("model M_i (0 = base model)")
-        ax.set_ylabel("share")
-        ax.set_title("Evaluation")
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(out / "eval.png", dpi=90)
-        plt.close(fig)
-        written.append("eval.png")
+        written.append(_save_per_model(fig, ax, out / "eval.png", "Evaluation", "share"))
     return written

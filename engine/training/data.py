@@ -29,9 +29,6 @@ from engine.jsonl import json_records
 from engine.prompt_format import check_layout, raw_prompt, render_conversation, user_content
 from engine.tokenizer import Tokenizer
 
-# The old name, still imported by engine.selfalign.stages and engine.world: the engine layout.
-format_raw_prompt = raw_prompt
-
 
 class DataError(ValueError):
     """A data file or record that cannot be used; the message names the file and line."""

@@ -36,7 +36,7 @@ from pathlib import Path
 from engine.selfalign.assessment_prompts import EXPLAIN_CUE, SCORE_LINE, build_assessment_prompt
 from engine.selfalign.seeds import SeedTask
 from engine.selfalign.synthesis import build_meta_prompt, format_example_block
-from engine.training.data import format_raw_prompt
+from engine.prompt_format import raw_prompt as format_raw_prompt
 from engine.world.families import FAMILIES
 from engine.world.seeds import seed_tasks
 from engine.world.tasks import WorldTask, targets_in

@@ -9,7 +9,7 @@
   synthesis_measures what the model writes from the loop's meta-prompt over the world seeds
 
 `prompt_of(instruction)` is the answer prompt the loop gives that model; for a base model,
-engine.training.data.format_raw_prompt.
+engine.prompt_format.raw_prompt.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from engine.selfalign.assessment_prompts import build_assessment_prompt
 from engine.selfalign.response_filters import clean_response
 from engine.selfalign.scores import parse_judgement
 from engine.selfalign.synthesis import build_meta_prompt, list_end_stop, parse_generated_tasks
-from engine.training.data import format_raw_prompt
+from engine.prompt_format import raw_prompt as format_raw_prompt
 from engine.world.families import FAMILIES
 from engine.world.seeds import seed_tasks
 from engine.world.measure import accuracy, group_accuracy, judge_quality
