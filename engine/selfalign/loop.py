@@ -87,6 +87,7 @@ def run_dtype(r) -> str:
 def run_isheep(cfg: IsheepConfig) -> RunDirectory:
     """Run (or resume) the main arm, then every control arm; returns the main run directory."""
     rank, _ = init_process_group(run_device(cfg.run))
+    cfg.run.run_dir = str(cfg.run_dir)       # config.toml records where the run lives
     if cfg.run.cpu_threads and run_device(cfg.run) == "cpu":
         torch.set_num_threads(cfg.run.cpu_threads)
     main = run_arm(cfg, rank)

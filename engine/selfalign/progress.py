@@ -1,5 +1,6 @@
-"""One labelled progress bar per stage: on rank 0 only, and quiet when stderr is not a
-terminal (the stage's start, end and counts still go to run.log)."""
+"""One labelled progress bar per stage: records done, the engine's tokens/s and an ETA, on
+rank 0 only, and quiet when stderr is not a terminal (the stage's start, end and counts
+still go to run.log)."""
 from __future__ import annotations
 
 import sys
@@ -7,7 +8,26 @@ import sys
 from tqdm.auto import tqdm
 
 
-def stage_bar(label: str, total: int, is_main: bool):
-    """A tqdm bar over `total` records with rate and ETA."""
-    return tqdm(total=total, desc=label, unit="rec", dynamic_ncols=True, leave=False,
-                disable=not (is_main and sys.stderr.isatty()))
+class StageBar:
+    """tqdm over a stage's records; update(n, llm) also adds the tokens the engine computed
+    in its last call (prompt tokens run through the model plus generated ones)."""
+
+    def __init__(self, label: str, total: int, is_main: bool):
+        self.bar = tqdm(total=total, desc=label, unit="rec", dynamic_ncols=True, leave=False,
+                        disable=not (is_main and sys.stderr.isatty()))
+        self.tokens, self.seconds = 0, 0.0
+
+    def update(self, n: int, llm=None) -> None:
+        if llm is not None and llm.stats.elapsed_s > 0:
+            stats = llm.stats
+            self.tokens += stats.num_computed_prompt_tokens + stats.num_output_tokens
+            self.seconds += stats.elapsed_s
+            self.bar.set_postfix_str(f"{self.tokens / self.seconds:.0f} tok/s", refresh=False)
+        self.bar.update(n)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def stage_bar(label: str, total: int, is_main: bool) -> StageBar:
+    return StageBar(label, total, is_main)

@@ -165,7 +165,7 @@ def synthesize_prompts(ctx: IterationContext) -> dict:
                 t["drop"] = "similar"
         new_kept = [t for t in tasks if t["drop"] is None]
         kept += new_kept
-        bar.update(max(0, min(len(new_kept), s.num_prompts - len(kept) + len(new_kept))))
+        bar.update(max(0, min(len(new_kept), s.num_prompts - len(kept) + len(new_kept))), llm)
         round_record = {"id": f"round-{r:04d}", "generated": len(outs), "tasks": tasks}
         rounds.append(round_record)
         if ctx.run.is_writer:
@@ -240,7 +240,7 @@ def generate_responses(ctx: IterationContext) -> dict:
         if ctx.run.is_writer:
             append_jsonl(ctx.run.partial(it, "responses.jsonl"), new)
         ctx.run.fault_point(it, "responses.jsonl")
-        bar.update(len(chunk))
+        bar.update(len(chunk), llm)
     bar.close()
     records = [rec for p in prompts for rec in answered[p["id"]]]
     _finish(ctx, "responses.jsonl", records)
@@ -295,7 +295,8 @@ def assess_pairs(ctx: IterationContext) -> dict:
                 rec["keep_logprob"] = passes(rec["logprob_scores"], a.level, a.threshold)
             new.append(rec)
         _save_chunk(ctx, "assessed.jsonl", done, new)
-        bar.update(len(chunk))
+        bar.update(len(chunk), None if a.judge == "oracle" or not KINDS_BY_LEVEL[a.level]
+                   else ctx.llm_for(ctx.judge_dir()))
     bar.close()
     records = [done[p["id"]] for p in pairs]
     _finish(ctx, "assessed.jsonl", records)
