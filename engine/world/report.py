@@ -80,16 +80,17 @@ def plot_heldout(results: dict, path: Path) -> Path:
 
     fig, ax = plt.subplots(figsize=(6, 3.6))
     curves = [(arm, "practised", "-") for arm in results] + [(MAIN, "unseen", "--")]
-    for arm, group, style in curves:
+    for k, (arm, group, style) in enumerate(curves):
         pts = [(i, _acc(e, group)) for i, e in _series(results, arm).items() if _acc(e, group)]
         if not pts:
             continue
         ax.errorbar([i for i, _ in pts], [a["accuracy"] for _, a in pts],
-                    yerr=[a["stderr"] for _, a in pts], linestyle=style, marker="o", capsize=3,
+                    yerr=[a["stderr"] for _, a in pts], linestyle=style, marker="osv^dP"[k % 6], capsize=3,
                     label=f"{arm}: {'practised' if group == 'practised' else 'kept-out'} targets")
     ax.set_xticks(sorted({i for arm in results for i in _series(results, arm)}))
     ax.set_xlabel("iteration (0 = M_0)")
     ax.set_ylabel("held-out accuracy")
+    ax.set_title("Toy world: held-out accuracy per arm (± binomial stderr)")
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
