@@ -8,8 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
-from kernels.attention import _TILES
+from kernels.attention import _TILES, _tile_class
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -17,23 +18,19 @@ COMMITTED = ("3.9.0", "3.6.0")     # the installed triton and the GPU image's
 KERNEL_OF = {"fwd": "_attn_fwd_kernel", "dkdv": "_attn_bwd_dkdv_kernel",
              "dq": "_attn_bwd_dq_kernel"}
 HALF = ("bf16", "fp16")
-
-
-def _tile_class(dtype: str, head_dim: int) -> str:
-    if dtype == "fp32":
-        return "fp32"
-    return "d64" if head_dim <= 64 else "d128" if head_dim <= 128 else "large"
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
 
 def _missing_candidates(records, dtypes, head_dims):
     """Tile candidates of _TILES that no record compiled, for each (dtype, head_dim)."""
     compiled = {(r["kernel"], r["dtype"], r["HEAD_DIM"], r["BLOCK_M"], r["BLOCK_N"],
-                 r["num_warps"], r["num_stages"]) for r in records if "BLOCK_M" in r}
+                 r["num_warps"], r["num_stages"]) for r in records
+                if r.get("kernel") in KERNEL_OF.values()}
     missing = []
     for dtype in dtypes:
         for d in head_dims:
             for kind, kernel in KERNEL_OF.items():
-                for m, n, w, s in _TILES[kind][_tile_class(dtype, d)]:
+                for m, n, w, s in _TILES[kind][_tile_class(d, DTYPES[dtype])]:
                     if (kernel, dtype, d, m, n, w, s) not in compiled:
                         missing.append((kernel, dtype, d, m, n, w, s))
     return missing
@@ -49,8 +46,10 @@ def test_committed_table_is_complete_and_spill_free_in_half_precision(version):
     table = json.loads(path.read_text())
     assert table["complete"] and not table["subset"], f"{path.name} is a partial run"
     assert table["environment"]["triton"] == version
+    assert not [r for r in table["records"] if "error" in r]     # every workload compiled
     records = [r for r in table["records"] if "kernel" in r]
     assert all(r.get("ptxas_log") != "missing" for r in records)
+    assert all(r["fits_shared"] for r in records)            # and can launch on an H100
     assert not _spills(records), f"{path.name}: {_spills(records)[:3]}"
     # the table was made from the tiles in the code today, every dtype and head dim
     assert not _missing_candidates(records, ("bf16", "fp16", "fp32"), (64, 128, 256))
@@ -87,5 +86,6 @@ def test_installed_triton_compiles_bf16_attention_for_sm90_without_spills(tmp_pa
     records = json.loads(out.read_text())["records"]
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     assert len(records) >= 20 and all(r.get("registers") for r in records)
+    assert all(r["fits_shared"] for r in records)
     assert not _spills(records)
     assert not _missing_candidates(records, ("bf16",), (64, 128))
