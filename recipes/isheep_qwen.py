@@ -56,12 +56,18 @@ def main(argv: list[str] | None = None) -> int:
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S"))
     logging.getLogger("sheep").addHandler(handler)
     logging.getLogger("sheep").setLevel(logging.INFO if rank == 0 else logging.WARNING)
-    from engine.errors import USER_ERRORS
     from engine.selfalign.settings import load_config
+
+    try:   # every setting (and the seed file) checked before any work, without loading torch
+        cfg = load_config(args.config, overrides)
+    except (ValueError, OSError) as e:
+        if rank == 0:
+            print(f"error: {e}", file=sys.stderr)
+        return 2
+    from engine.errors import USER_ERRORS
 
     run = None
     try:
-        cfg = load_config(args.config, overrides)      # every setting checked before any work
         from engine.selfalign.loop import run_isheep
         run = run_isheep(cfg)
     except USER_ERRORS as e:

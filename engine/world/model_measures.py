@@ -18,7 +18,6 @@ import random
 from collections import Counter
 from collections.abc import Callable
 
-from engine.generation import SamplingParams
 from engine.selfalign.assessment_prompts import build_assessment_prompt
 from engine.selfalign.response_filters import clean_response
 from engine.selfalign.scores import parse_judgement
@@ -35,6 +34,8 @@ ANSWER_TOKENS = 8    # "Pair 12 and 13" is 4 tokens, "Word cat" 2
 def generate(llm, prompts: list[str], temperature: float = 0.0, n: int = 1, seed: int = 0,
              max_tokens: int = ANSWER_TOKENS, stop: list[str] | None = None) -> list[list[str]]:
     """Each prompt's n completions, cleaned as the loop's response stage cleans them."""
+    from engine.generation import SamplingParams   # here: reading a config must not load torch
+
     params = SamplingParams(temperature=temperature, top_p=1.0, max_tokens=max_tokens, n=n,
                             seed=seed, stop=stop or [])
     outs = llm.generate(prompts, params, use_tqdm=False)
@@ -108,6 +109,8 @@ def synthesis_measures(llm, n_prompts: int, seed: int, max_tokens: int = 200,
     rng = random.Random(f"world-synthesis-{seed}")
     seeds = seed_tasks()
     prompts = [build_meta_prompt(seeds, rng, num_examples) for _ in range(n_prompts)]
+    from engine.generation import SamplingParams
+
     params = SamplingParams(temperature=1.0, top_p=0.95, max_tokens=max_tokens, stop=list_end_stop(),
                             seed=seed)
     outs = llm.generate(prompts, params, use_tqdm=False)
