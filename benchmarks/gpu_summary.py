@@ -7,6 +7,7 @@ figure, gives "not measured": a stage that died must not hide the others.
 Where each figure comes from (the first of the listed places that holds a number):
 - tests: DIR/pytest.xml (JUnit XML from pytest --junitxml);
 - generation: DIR/generation*.json; ratio = its `figures.generation_vs_transformers`, else
+  `vs_transformers.engine_over_transformers` (benchmarks/generation.py's field), else
   `vs_hf.speedup`, else `vs_hf.sheep.output_tokens_per_s / vs_hf.transformers.output_tokens_per_s`;
   decode = `figures.decode_b1_roofline_fraction`, else `decode_b1.roofline_fraction`;
 - training: DIR/training*.json, the `results` row whose model names 1.5b: `engine.mfu` and
@@ -75,7 +76,8 @@ def junit_counts(folder: Path) -> dict | None:
 
 
 def generation_figures(data: dict | None) -> dict[str, float | None]:
-    speedup = _first(data, "figures.generation_vs_transformers", "vs_hf.speedup")
+    speedup = _first(data, "figures.generation_vs_transformers", "vs_transformers.engine_over_transformers",
+                     "vs_hf.speedup")
     if speedup is None:
         speedup = _ratio(_first(data, "vs_hf.sheep.output_tokens_per_s"),
                          _first(data, "vs_hf.transformers.output_tokens_per_s"))

@@ -49,3 +49,21 @@ def test_without_a_gpu_it_logs_into_out_and_ends_with_the_summary(tmp_path):
     assert all("not measured" in line for line in tail[summary_start + 2:summary_start + 8])
     assert tail[-1].startswith("memory-bound kernels")     # the table is the last output
     assert sorted(p.name for p in out.iterdir()) == ["gpu_check.log", "summary.json"]
+
+
+def test_summary_reads_the_generation_and_training_benchmarks_own_json(tmp_path):
+    """The figures come from the JSON the generation and training scripts write (their smoke
+    modes use the GPU path's layout)."""
+    import json
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, str(root / "benchmarks" / "generation.py"), "--smoke", "--out",
+                    str(tmp_path)], check=True, env=env, capture_output=True, timeout=300)
+    data = json.loads(next(tmp_path.glob("generation*.json")).read_text())
+    sys.path.insert(0, str(root))
+    from benchmarks.gpu_summary import generation_figures
+    figures = generation_figures(data)
+    assert figures["generation_vs_transformers"] == data["vs_transformers"]["engine_over_transformers"]
+    assert figures["decode_b1_roofline_fraction"] == data["decode_b1"]["roofline_fraction"]
