@@ -102,6 +102,8 @@ def test_run_writes_the_run_directory_and_report(reference_run):
     assert not (d / "iter_01" / "train" / "model").exists()
     assert {"prompt_level_strict_acc", "win_rate"} <= set(json.loads((d / "iter_01" / "eval.json").read_text())["ifeval"])
     assert "ifeval" in json.loads((d / "base_eval.json").read_text())
+    stats = json.loads((d / "iter_01" / "stats.json").read_text())
+    assert stats["counts"]["train_data"] == c["train_data"] and stats["seconds"]["model"] > 0
     report = (d / "report.md").read_text()
     assert "**What ran:**" in report and "**What changed:**" in report and "**Do not over-read:**" in report
     assert "| 1 |" in report

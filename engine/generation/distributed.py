@@ -10,11 +10,7 @@ from __future__ import annotations
 
 import torch.distributed as dist
 
-
-def rank_and_world() -> tuple[int, int]:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
+from engine.distributed import rank_and_world  # noqa: F401 (the one definition)
 
 
 def shard(num_items: int, rank: int, world: int) -> list[int]:

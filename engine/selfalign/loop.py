@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from engine.distributed import barrier, init_process_group
+from engine.files import atomic_write_json
 from engine.selfalign import measures, stages
 from engine.selfalign.run_directory import RunDirectory
 from engine.selfalign.run_record import check_resume_settings, record_invocation, save_config
@@ -150,6 +151,9 @@ def run_arm(cfg: IsheepConfig, rank: int, main: RunDirectory | None = None) -> R
             _measure_stages(ctx, model_dir, previous)
             tracker.log(iteration_figures(run, it), step=it)
             if rank == 0:
+                atomic_write_json(run.path(it, "stats.json"),
+                                  {"iteration": it, "counts": run.all_counts().get(it, {}),
+                                   "seconds": run.stage_seconds().get(it, {})})
                 from engine.selfalign.report import write_report
                 write_report(cfg, run)
             barrier()
