@@ -15,16 +15,15 @@ import json
 import os
 import platform
 import random
-import subprocess
 import sys
 import time
-from importlib import metadata
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from engine.selfalign.rouge import NoveltyFilter  # noqa: E402
+from engine.selfalign.run_record import device_name, git_commit, package_version as version  # noqa: E402
 from engine.selfalign.seeds import load_default_seeds  # noqa: E402
 
 
@@ -56,30 +55,6 @@ def reference_seconds(pool: list[str], texts: list[str]) -> float:
         if best <= 0.7:
             pool_tokens.append(tokens)
     return time.perf_counter() - start
-
-
-def git_commit() -> str:
-    try:
-        return subprocess.check_output(["git", "rev-parse", "HEAD"], cwd=ROOT, text=True).strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-def version(package: str) -> str | None:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return None
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main() -> None:
@@ -128,7 +103,7 @@ def main() -> None:
     result = {
         "benchmark": "rouge_novelty",
         "device": "cpu",
-        "cpu": cpu_name(),
+        "cpu": device_name(),
         "cpu_count": os.cpu_count(),
         "python": platform.python_version(),
         "versions": {p: version(p) for p in ("rapidfuzz", "numpy", "rouge-score", "torch",

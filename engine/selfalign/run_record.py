@@ -64,7 +64,8 @@ def save_config(cfg: IsheepConfig, run) -> None:
     atomic_write_text(run.root / CONFIG, text)
 
 
-def _git_commit() -> str:
+def git_commit() -> str:
+    """HEAD of the checkout the engine runs from (+dirty), or "unknown"."""
     root = Path(__file__).resolve().parents[2]
     try:
         out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
@@ -76,14 +77,15 @@ def _git_commit() -> str:
         return "unknown"
 
 
-def _version(name: str) -> str | None:
+def package_version(name: str) -> str | None:
     try:
         return metadata.version(name)
     except metadata.PackageNotFoundError:
         return None
 
 
-def _device_name() -> str:
+def device_name() -> str:
+    """The GPU's name, else the CPU's model name."""
     import torch
     if torch.cuda.is_available():
         return torch.cuda.get_device_name()
@@ -100,10 +102,10 @@ def environment_entry(cfg: IsheepConfig) -> dict:
     import torch
     from engine.distributed import rank_and_world
     return {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "argv": sys.argv, "cwd": os.getcwd(),
-            "commit": _git_commit(), "python": platform.python_version(),
-            "versions": {p: _version(p) for p in ("torch", "triton", "transformers", "tokenizers",
+            "commit": git_commit(), "python": platform.python_version(),
+            "versions": {p: package_version(p) for p in ("torch", "triton", "transformers", "tokenizers",
                                                   "lm-eval")},
-            "device": _device_name(), "cuda": torch.cuda.is_available(),
+            "device": device_name(), "cuda": torch.cuda.is_available(),
             "threads": torch.get_num_threads(), "world_size": rank_and_world()[1],
             "host": platform.node(), "profile": cfg.run.profile}
 
