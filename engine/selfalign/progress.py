@@ -18,8 +18,8 @@ class StageBar:
         self.tokens, self.seconds = 0, 0.0
 
     def update(self, n: int, llm=None) -> None:
-        if llm is not None and llm.stats.elapsed_s > 0:
-            stats = llm.stats
+        stats = getattr(llm, "stats", None)       # an engine.LLM's counters of its last call
+        if stats is not None and stats.elapsed_s > 0:
             self.tokens += stats.num_computed_prompt_tokens + stats.num_output_tokens
             self.seconds += stats.elapsed_s
             self.bar.set_postfix_str(f"{self.tokens / self.seconds:.0f} tok/s", refresh=False)
