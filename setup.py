@@ -28,10 +28,12 @@ setup(
         "flash": ["flash-attn"],
         "tensorboard": ["tensorboard"],   # tracker = "tensorboard"
         "wandb": ["wandb"],               # tracker = "wandb"
-        # lm-evaluation-harness backend (engine.eval.harness); never needed by the engine itself
-        "eval": ["lm-eval>=0.4,<0.5"],
+        # lm-evaluation-harness backend (engine.eval.harness); never needed by the engine itself.
+        # transformers 5.25 pulls in Hugging Face's `kernels` package, whose name our top-level
+        # `kernels` package shadows (transformers then fails to import its models): stay below it.
+        "eval": ["lm-eval>=0.4,<0.5", "transformers<5.25"],
         # trackers, and lm-eval with accelerate: the harness tests compare with lm-eval's hf backend
-        "test": ["pytest", "hypothesis", "transformers>=4.45", "rouge-score", "nltk", "tensorboard",
+        "test": ["pytest", "hypothesis", "transformers>=4.45,<5.25", "rouge-score", "nltk", "tensorboard",
                  "wandb", "lm-eval>=0.4,<0.5", "accelerate>=0.26"],
     },
 )
