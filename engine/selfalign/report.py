@@ -38,7 +38,8 @@ def arm_results(cfg: IsheepConfig, run: RunDirectory, key: str) -> dict[str, dic
     out = {}
     for name, arm in arms.items():
         its = [0] + _iterations(arm)
-        out[name] = {it: read_eval(arm, it)[key] for it in its if key in read_eval(arm, it)}
+        evals = {it: read_eval(arm, it) for it in its}
+        out[name] = {it: ev[key] for it, ev in evals.items() if key in ev}
     return out
 
 

@@ -27,11 +27,13 @@ ENVIRONMENT = "environment.json"
 _NEVER_LOCKED = {"run.name", "run.controls"}
 
 
-def _flat_dict(tree: dict, prefix: str = "") -> dict:
+def _flat_dict(tree: dict, leaf_keys: set[str], prefix: str = "") -> dict:
+    """A saved TOML tree as {dotted key: value}; a table that is itself a setting's value (a
+    key of `leaf_keys`, e.g. run.controls) stays whole."""
     out = {}
     for k, v in tree.items():
-        if isinstance(v, dict) and not (prefix + k) in ("run.controls",):
-            out.update(_flat_dict(v, f"{prefix}{k}."))
+        if isinstance(v, dict) and prefix + k not in leaf_keys:
+            out.update(_flat_dict(v, leaf_keys, f"{prefix}{k}."))
         else:
             out[prefix + k] = v
     return out
@@ -44,8 +46,8 @@ def check_resume_settings(cfg: IsheepConfig, run) -> None:
                                      for it in run.manifest["iterations"].values()
                                      for info in it["stages"].values()):
         return
-    saved = _flat_dict(read_toml(path))
     now = {k: v for k, v in flatten(cfg).items() if v is not None}
+    saved = _flat_dict(read_toml(path), set(now))
     free = mutable_keys(cfg) | _NEVER_LOCKED
     changed = sorted(k for k in set(saved) | set(now)
                      if k not in free and saved.get(k) != now.get(k))

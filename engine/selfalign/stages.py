@@ -164,8 +164,8 @@ def synthesize_prompts(ctx: IterationContext) -> dict:
             if not res.kept:
                 t["drop"] = "similar"
         new_kept = [t for t in tasks if t["drop"] is None]
+        bar.update(min(len(new_kept), max(0, s.num_prompts - len(kept))), llm)   # up to the cap
         kept += new_kept
-        bar.update(max(0, min(len(new_kept), s.num_prompts - len(kept) + len(new_kept))), llm)
         round_record = {"id": f"round-{r:04d}", "generated": len(outs), "tasks": tasks}
         rounds.append(round_record)
         if ctx.run.is_writer:
