@@ -4,7 +4,7 @@ The model (and the sampler) call only the functions below. Backends:
   "triton"  the Triton kernels (on CPU tensors: the Triton interpreter, which needs
             TRITON_INTERPRET=1 set before triton is imported);
   "cpu"     kernels/cpu_attention.py: every sequence of a step in one batched torch call
-            (attention, KV store, rope); the references for the rest. Pure torch, so it runs
+            (attention, KV store, rope, RMS norm); the references for the rest. Pure torch, so it runs
             anywhere, but it is built for the CPU;
   "torch"   the torch references: the readable oracle every other backend is tested against.
 By default each call picks by where its tensors live: "triton" for CUDA tensors, "cpu" for CPU
@@ -45,7 +45,8 @@ _OPS = {
     "gumbel_argmax": (gumbel_argmax_reference, "kernels.sampling", "gumbel_argmax"),
 }
 # the ops the "cpu" backend replaces (kernels.cpu_attention); the others use the reference
-_CPU_OPS = ("varlen_attention", "paged_decode_attention", "store_kvcache", "rope")
+_CPU_OPS = ("varlen_attention", "paged_decode_attention", "store_kvcache", "rope", "rms_norm",
+            "add_rms_norm")
 
 
 def _env_backend() -> str | None:

@@ -1,26 +1,26 @@
-"""The fast CPU backend: every sequence of a step in one batched torch call, no Python loop.
+"""The fast CPU backend: a step's sequences in a few batched torch calls, no per-sequence loop.
 
 The reference ops (kernels/*_reference) run one SDPA per sequence; on a CPU the per-call
-overhead of that loop outweighs the arithmetic of a small model. Here a step's sequences are
-padded to its longest one instead: packed tokens scatter into a [S, L, H, D] batch with one
-index, paged K/V is gathered with one index over the block tables, and one masked SDPA per
-layer computes everything. Results match the references to float rounding (tests in
-tests/test_cpu_backend.py); the references stay the readable oracle. `engine.ops` serves
-these under the backend name "cpu", the default for CPU tensors.
+overhead of that loop outweighs the arithmetic of a small model. Here:
+  - varlen attention pads the step's sequences into a few groups of similar length (sorted,
+    a group grows while padding adds under GROUP_WASTE of its work) and runs one SDPA per
+    group; the grouping is planned once per step and reused by every layer;
+  - paged K/V is gathered with one index over the block tables;
+  - decode attention (one query a sequence) is two batched matmuls, and DenseDecodeKV keeps a
+    dense copy of the decoding batch's K/V between steps instead of re-gathering pages;
+  - RMS norm uses torch's one-pass op for fp32.
+Results match the references to float rounding (tests/test_cpu_backend.py); the references
+stay the readable oracle. `engine.ops` serves these under the backend name "cpu", the default
+for CPU tensors.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-
-def _positions_in_sequences(cu_seqlens: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """cu_seqlens [S+1] -> (sequence of each packed token [n], its offset within it [n])."""
-    starts = cu_seqlens[:-1].long()
-    lens = cu_seqlens[1:].long() - starts
-    seq = torch.repeat_interleave(torch.arange(len(lens), device=cu_seqlens.device), lens,
-                                  output_size=n)
-    return seq, torch.arange(n, device=cu_seqlens.device) - starts[seq]
+from kernels.rms_norm import rms_norm_reference
 
 
 def _gather_pages(cache: torch.Tensor, block_tables: torch.Tensor, num_keys: int) -> torch.Tensor:
@@ -41,6 +41,161 @@ def _sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor 
                                           enable_gqa=q.shape[1] != k.shape[1])
 
 
+def _one_query_attention(q: torch.Tensor, ks: torch.Tensor, vs: torch.Tensor,
+                         additive_mask: torch.Tensor, scale: float) -> torch.Tensor:
+    """Decode: q [B, Hq, D], ks, vs [B, Hk, L, D], additive_mask [B, 1, 1, L] (0 or -inf)
+    -> [B, Hq, D]. Two batched matmuls with each KV head's query heads as rows: SDPA's CPU
+    kernel pays a fixed cost per (sequence, head) that outweighs a one-row product."""
+    b, hq, d = q.shape
+    hk = ks.shape[1]
+    scores = torch.matmul(q.view(b, hk, hq // hk, d), ks.transpose(-1, -2))
+    probs = torch.softmax(scores.mul_(scale).add_(additive_mask), dim=-1)
+    return torch.matmul(probs, vs).view(b, hq, d)
+
+
+def _additive(keep: torch.Tensor) -> torch.Tensor:
+    """bool mask -> 0 where kept, -inf elsewhere (fp32)."""
+    return torch.zeros(keep.shape, device=keep.device).masked_fill_(~keep, float("-inf"))
+
+
+# --- varlen attention: sequences in padded groups of similar length ---------------------------
+@dataclass
+class _Group:
+    """Sequences attended as one padded batch [s, H, max_q, D] (see _plan)."""
+    seqs: torch.Tensor              # [s] their indices among the step's sequences
+    q_rows: torch.Tensor | None     # packed rows of their queries (None: every row, in order)
+    k_rows: torch.Tensor | None     # packed rows of their keys (packed keys unlike the queries)
+    seq_q: torch.Tensor             # each query row's sequence within the group
+    off_q: torch.Tensor             # and its offset within that sequence
+    seq_k: torch.Tensor | None      # the same for the keys (packed keys unlike the queries)
+    off_k: torch.Tensor | None
+    max_q: int
+    max_k: int
+    mask: torch.Tensor | None       # [s, 1, max_q, max_k] bool; None: plain causal attention
+    dense: bool                     # one length, keys are the queries: a reshape, no padding
+
+
+@dataclass
+class _Plan:
+    groups: list[_Group]
+    rows: torch.Tensor | None       # packed query rows in the order of the groups' outputs
+
+
+GROUP_WASTE = 0.25      # padded attention work a group may add to its real work
+GROUP_SLACK = 4096      # ... and (query, key) pairs more: one call costs about that much
+
+
+def _split(len_q: list[int], len_k: list[int]) -> list[list[int]]:
+    """Sequences in groups of similar length: sorted by key length, a group grows while its
+    padded work (size x longest queries x longest keys) stays within GROUP_WASTE of its real
+    work. Padding every sequence to the step's longest one would waste most of the quadratic
+    attention work when lengths spread widely."""
+    order = sorted(range(len(len_q)), key=lambda s: (len_k[s], len_q[s]))
+    groups, group, real, mq, mk = [], [], 0, 0, 0
+    for s in order:
+        r, q, k = real + len_q[s] * len_k[s], max(mq, len_q[s]), max(mk, len_k[s])
+        if group and (len(group) + 1) * q * k > (1 + GROUP_WASTE) * r + GROUP_SLACK:
+            groups.append(group)
+            group, r, q, k = [], len_q[s] * len_k[s], len_q[s], len_k[s]
+        group.append(s)
+        real, mq, mk = r, q, k
+    return groups + [group]
+
+
+def _positions(lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """lengths [s] of sequences packed back to back -> (the sequence of each row, the row's
+    offset within it, each sequence's first row)."""
+    starts = torch.cumsum(lens, 0) - lens
+    n = int(lens.sum())
+    seq = torch.repeat_interleave(torch.arange(len(lens)), lens, output_size=n)
+    return seq, torch.arange(n) - starts[seq], starts
+
+
+def _rows(starts: torch.Tensor, lens: torch.Tensor, members: torch.Tensor) -> torch.Tensor:
+    """Packed row indices of the given sequences, back to back."""
+    seq, off, _ = _positions(lens[members])
+    return starts[members][seq] + off
+
+
+def _build_plan(len_q: torch.Tensor, len_k: torch.Tensor, paged: bool) -> _Plan:
+    keys_like_queries = not paged and bool(torch.equal(len_q, len_k))
+    lq, lk = len_q.tolist(), len_k.tolist()
+    groups = _split(lq, lk)
+    if len(groups) == 1:
+        groups = [list(range(len(lq)))]         # one group: the packed order as it is
+    starts_q = torch.cumsum(len_q, 0) - len_q
+    starts_k = torch.cumsum(len_k, 0) - len_k
+    out = []
+    for members in groups:
+        seqs = torch.tensor(members)
+        whole = len(groups) == 1
+        gq, gk = len_q[seqs], len_k[seqs]
+        max_q, max_k = max(lq[s] for s in members), max(lk[s] for s in members)
+        seq_q, off_q, _ = _positions(gq)
+        dense = keys_like_queries and all(lq[s] == max_q for s in members)
+        mask = seq_k = off_k = k_rows = None
+        if not keys_like_queries:
+            if not paged:
+                seq_k, off_k, _ = _positions(gk)
+                k_rows = None if whole else _rows(starts_k, len_k, seqs)
+            # bottom-right causal: query i of s sees keys j <= i + len_k(s) - len_q(s), j < len_k(s)
+            i = torch.arange(max_q)[None, :, None]
+            j = torch.arange(max_k)[None, None, :]
+            mask = ((j <= i + (gk - gq)[:, None, None]) & (j < gk[:, None, None]))[:, None]
+        out.append(_Group(seqs, None if whole else _rows(starts_q, len_q, seqs), k_rows,
+                          seq_q, off_q, seq_k, off_k, max_q, max_k, mask, dense))
+    rows = None if len(out) == 1 else torch.cat([g.q_rows for g in out])
+    return _Plan(out, rows)
+
+
+_last_plan: tuple[bytes, _Plan] | None = None
+
+
+def _plan(cu_seqlens_q: torch.Tensor, cu_seqlens_k: torch.Tensor, paged: bool) -> _Plan:
+    """The step's grouping, built once and reused by every layer (keyed by the lengths)."""
+    global _last_plan
+    cu_q, cu_k = cu_seqlens_q.cpu(), cu_seqlens_k.cpu()
+    key = cu_q.numpy().tobytes() + b"|" + cu_k.numpy().tobytes() + (b"p" if paged else b"")
+    if _last_plan is None or _last_plan[0] != key:
+        len_q = (cu_q[1:] - cu_q[:-1]).long()
+        len_k = (cu_k[1:] - cu_k[:-1]).long()
+        _last_plan = (key, _build_plan(len_q, len_k, paged))
+    return _last_plan[1]
+
+
+def _padded(x: torch.Tensor, seq: torch.Tensor, off: torch.Tensor, num: int, length: int) -> torch.Tensor:
+    """packed [N, H, D] -> [num, H, length, D], zeros after each sequence's end."""
+    return x.new_zeros(num, length, *x.shape[1:]).index_put((seq, off), x).transpose(1, 2)
+
+
+def _attend_group(g: _Group, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float,
+                  block_tables: torch.Tensor | None) -> torch.Tensor:
+    """Attention of one group's queries -> [their rows, Hq, D], in the group's row order."""
+    s, d = len(g.seqs), q.shape[-1]
+    if g.q_rows is not None:
+        q = q.index_select(0, g.q_rows)
+        if g.mask is None:                        # keys are the queries: the same rows
+            k, v = k.index_select(0, g.q_rows), v.index_select(0, g.q_rows)
+    if g.k_rows is not None:
+        k, v = k.index_select(0, g.k_rows), v.index_select(0, g.k_rows)
+    if g.dense:
+        qs, ks, vs = (x.reshape(s, g.max_q, x.shape[1], d).transpose(1, 2) for x in (q, k, v))
+        return _sdpa(qs, ks, vs, None, scale, causal=True).transpose(1, 2).reshape(q.shape)
+    qs = _padded(q, g.seq_q, g.off_q, s, g.max_q)
+    if g.mask is None:
+        # padding sits after each sequence's last query, so plain causal attention is exact
+        # for every real row (padded rows are dropped)
+        ks, vs = _padded(k, g.seq_q, g.off_q, s, g.max_q), _padded(v, g.seq_q, g.off_q, s, g.max_q)
+    elif block_tables is not None:
+        tables = block_tables if g.q_rows is None else block_tables.index_select(0, g.seqs)
+        ks = _gather_pages(k, tables, g.max_k)[:, :, :g.max_k].to(q.dtype)
+        vs = _gather_pages(v, tables, g.max_k)[:, :, :g.max_k].to(q.dtype)
+    else:
+        ks, vs = _padded(k, g.seq_k, g.off_k, s, g.max_k), _padded(v, g.seq_k, g.off_k, s, g.max_k)
+    o = _sdpa(qs, ks, vs, g.mask, scale, causal=g.mask is None)
+    return o.transpose(1, 2)[g.seq_q, g.off_q]
+
+
 def varlen_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqlens_q: torch.Tensor,
                      cu_seqlens_k: torch.Tensor, scale: float,
                      block_tables: torch.Tensor | None = None) -> torch.Tensor:
@@ -48,69 +203,11 @@ def varlen_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqle
     packed sequences, q [Nq, Hq, D]; k, v packed [Nk, Hk, D] or, with block_tables
     [S, max_blocks], paged caches [num_blocks, block_size, Hk, D]; queries are the last
     len_q(s) positions of their sequence. -> [Nq, Hq, D] in q.dtype (differentiable)."""
-    n, hq, d = q.shape
-    num_seqs = cu_seqlens_q.shape[0] - 1
-    len_q = (cu_seqlens_q[1:] - cu_seqlens_q[:-1]).long()
-    len_k = (cu_seqlens_k[1:] - cu_seqlens_k[:-1]).long()
-    max_q, max_k = int(len_q.max()), int(len_k.max())
-    keys_like_queries = block_tables is None and bool((len_k == len_q).all())
-    if keys_like_queries and num_seqs > BUCKET_SEQS and int(len_q.min()) < max_q:
-        return _by_length_buckets(q, k, v, len_q, scale)
-    if keys_like_queries and max_q * num_seqs == n:
-        # equal lengths (training, the dense forward): the packed stream is the batch
-        qs, ks, vs = (x.reshape(num_seqs, max_q, x.shape[1], d).transpose(1, 2) for x in (q, k, v))
-        return _sdpa(qs, ks, vs, None, scale, causal=True).transpose(1, 2).reshape(n, hq, d)
-    seq_q, off_q = _positions_in_sequences(cu_seqlens_q, n)
-
-    def padded(x: torch.Tensor, seq: torch.Tensor, off: torch.Tensor, length: int) -> torch.Tensor:
-        """packed [N, H, D] -> [S, H, length, D], zeros after each sequence's end"""
-        return x.new_zeros(num_seqs, length, *x.shape[1:]).index_put((seq, off), x).transpose(1, 2)
-
-    qs = padded(q, seq_q, off_q, max_q)
-    if keys_like_queries:
-        # padding sits after each sequence's last query, so plain causal attention is exact
-        # for every real row (padded rows are dropped)
-        o = _sdpa(qs, padded(k, seq_q, off_q, max_q), padded(v, seq_q, off_q, max_q), None, scale,
-                  causal=True)
-        return o.transpose(1, 2)[seq_q, off_q]
-    if block_tables is None:
-        seq_k, off_k = _positions_in_sequences(cu_seqlens_k, k.shape[0])
-        ks, vs = padded(k, seq_k, off_k, max_k), padded(v, seq_k, off_k, max_k)
-    else:
-        ks = _gather_pages(k, block_tables, max_k).to(q.dtype)
-        vs = _gather_pages(v, block_tables, max_k).to(q.dtype)
-    # bottom-right causal: query i of s sees keys j <= i + len_k(s) - len_q(s), j < len_k(s)
-    i = torch.arange(max_q, device=q.device)[None, :, None]
-    j = torch.arange(ks.shape[2], device=q.device)[None, None, :]
-    mask = (j <= i + (len_k - len_q)[:, None, None]) & (j < len_k[:, None, None])
-    o = _sdpa(qs, ks, vs, mask[:, None], scale)
-    return o.transpose(1, 2)[seq_q, off_q]
-
-
-BUCKET_SEQS = 8     # sequences per padded batch when a step's lengths differ
-
-
-def _by_length_buckets(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lens: torch.Tensor,
-                       scale: float) -> torch.Tensor:
-    """Causal attention over packed sequences (keys packed like the queries) in buckets of
-    BUCKET_SEQS sequences of similar length: padding every sequence to the step's longest one
-    would waste most of the quadratic attention work when lengths spread widely."""
-    starts = torch.cumsum(lens, 0) - lens
-    order = torch.argsort(lens, stable=True)
-    outs, indices = [], []
-    for b in range(0, len(order), BUCKET_SEQS):
-        group = order[b:b + BUCKET_SEQS]
-        group_lens = lens[group]
-        total = int(group_lens.sum())
-        # packed token indices of the group's sequences, back to back
-        offsets = torch.repeat_interleave(starts[group] - (torch.cumsum(group_lens, 0) - group_lens),
-                                          group_lens, output_size=total)
-        index = offsets + torch.arange(total)
-        cu = torch.zeros(len(group) + 1, dtype=torch.int32)
-        cu[1:] = torch.cumsum(group_lens, 0)
-        outs.append(varlen_attention(q[index], k[index], v[index], cu, cu, scale))
-        indices.append(index)
-    return q.new_zeros(q.shape).index_put((torch.cat(indices),), torch.cat(outs))
+    plan = _plan(cu_seqlens_q, cu_seqlens_k, block_tables is not None)
+    outs = [_attend_group(g, q, k, v, scale, block_tables) for g in plan.groups]
+    if plan.rows is None:
+        return outs[0]
+    return q.new_zeros(q.shape).index_put((plan.rows,), torch.cat(outs))
 
 
 def paged_decode_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
@@ -119,13 +216,12 @@ def paged_decode_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torc
     """Same contract as kernels.paged_attention.paged_decode_attention_reference: q [B, Hq, D],
     caches [num_blocks, block_size, Hk, D], block_tables [B, max_blocks] int32, context_lens
     [B] int32 -> [B, Hq, D]. One gather of every sequence's pages, one masked SDPA."""
-    b, hq, d = q.shape
     lens = context_lens.long()
-    ks = _gather_pages(k_cache, block_tables, int(lens.max())).to(q.dtype)
-    vs = _gather_pages(v_cache, block_tables, int(lens.max())).to(q.dtype)
-    mask = torch.arange(ks.shape[2], device=q.device)[None, :] < lens[:, None]
-    o = _sdpa(q[:, :, None], ks, vs, mask[:, None, None], scale)
-    return o.view(b, hq, d)
+    num_keys = int(lens.max())
+    ks = _gather_pages(k_cache, block_tables, num_keys)[:, :, :num_keys].to(q.dtype)
+    vs = _gather_pages(v_cache, block_tables, num_keys)[:, :, :num_keys].to(q.dtype)
+    keep = torch.arange(num_keys, device=q.device)[None, :] < lens[:, None]
+    return _one_query_attention(q, ks, vs, _additive(keep)[:, None, None], scale)
 
 
 def store_kvcache(k: torch.Tensor, v: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
@@ -138,6 +234,22 @@ def store_kvcache(k: torch.Tensor, v: torch.Tensor, k_cache: torch.Tensor, v_cac
         slots, k, v = slots[keep], k[keep], v[keep]
     k_cache.view(-1, *k_cache.shape[2:]).index_copy_(0, slots, k.to(k_cache.dtype))
     v_cache.view(-1, *v_cache.shape[2:]).index_copy_(0, slots, v.to(v_cache.dtype))
+
+
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """Same contract as kernels.rms_norm.rms_norm_reference: torch's one-pass kernel for fp32
+    (the same float steps); other dtypes round between steps as HF does, so they take the
+    reference."""
+    if x.dtype != torch.float32 or weight.dtype != torch.float32:
+        return rms_norm_reference(x, weight, eps)
+    return F.rms_norm(x, (x.shape[-1],), weight, eps)
+
+
+def add_rms_norm(x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor,
+                 eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Same contract as kernels.rms_norm.add_rms_norm_reference."""
+    s = x + residual
+    return rms_norm(s, weight, eps), s
 
 
 def rope(q: torch.Tensor, k: torch.Tensor, positions: torch.Tensor,
@@ -187,7 +299,7 @@ class DenseDecodeKV:
             else:
                 k_cache = kv_caches[0][0]
                 block_size, hk, d = k_cache.shape[1:]
-                capacity = -(-(num_keys + 4 * block_size) // block_size) * block_size
+                capacity = -(-(num_keys + block_size) // block_size) * block_size
                 row_bytes = 2 * len(kv_caches) * hk * d * k_cache.element_size()
                 if len(seq_ids) * capacity * row_bytes > self.max_bytes:
                     self.reset()
@@ -198,21 +310,24 @@ class DenseDecodeKV:
                 self.k = [_gather_pages(kc, tables, capacity).contiguous() for kc, _ in kv_caches]
                 self.v = [_gather_pages(vc, tables, capacity).contiguous() for _, vc in kv_caches]
             self.seq_ids = list(seq_ids)
-        self.rows = torch.arange(len(seq_ids))
-        self.positions = positions
+        # flat row of each (sequence, KV head)'s new key in a [B * Hk * capacity, D] view
+        b, hk, capacity = len(seq_ids), self.k[0].shape[1], self.k[0].shape[2]
+        self.new_rows = ((torch.arange(b)[:, None] * hk + torch.arange(hk)[None, :]) * capacity
+                         + positions[:, None]).reshape(-1)
         self.num_keys = num_keys
-        self.mask = (torch.arange(num_keys)[None, :] <= positions[:, None])[:, None, None]
+        self.mask = _additive(torch.arange(num_keys)[None, :] <= positions[:, None])[:, None, None]
         return True
 
     def attend(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                scale: float) -> torch.Tensor:
         """q [B, Hq, D], this step's k, v [B, Hk, D] -> [B, Hq, D] over the whole context."""
         ks, vs = self.k[layer], self.v[layer]
-        ks[self.rows, :, self.positions] = k.to(ks.dtype)
-        vs[self.rows, :, self.positions] = v.to(vs.dtype)
+        d = ks.shape[-1]
+        ks.view(-1, d).index_copy_(0, self.new_rows, k.reshape(-1, d).to(ks.dtype))
+        vs.view(-1, d).index_copy_(0, self.new_rows, v.reshape(-1, d).to(vs.dtype))
         n = self.num_keys
-        o = _sdpa(q[:, :, None], ks[:, :, :n].to(q.dtype), vs[:, :, :n].to(q.dtype), self.mask, scale)
-        return o.view(q.shape)
+        return _one_query_attention(q, ks[:, :, :n].to(q.dtype), vs[:, :, :n].to(q.dtype),
+                                    self.mask, scale)
 
 
 def _kept_rows(old: list[int], new: list[int]) -> list[int] | None:

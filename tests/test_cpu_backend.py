@@ -67,6 +67,43 @@ def test_varlen_over_a_cached_prefix_matches_reference():
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
 
 
+def test_many_sequences_over_cached_prefixes_in_several_groups_match_reference():
+    # lengths spread widely: the step is split into padded groups of similar length
+    g = torch.Generator().manual_seed(5)
+    len_q = torch.randint(1, 40, (30,), generator=g).tolist()
+    len_k = [q + int(torch.randint(0, 60, (1,), generator=g)) for q in len_q]
+    assert len(fast._split(len_q, len_k)) > 1
+    k_cache, v_cache, tables = _paged(len_k, 8, 2, 16, g)
+    q = _packed(len_q, 4, 16, g)
+    want = varlen_attention_reference(q, k_cache, v_cache, _cu(len_q), _cu(len_k), 0.3, tables)
+    got = fast.varlen_attention(q, k_cache, v_cache, _cu(len_q), _cu(len_k), 0.3, tables)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+
+def test_groups_bound_padding_and_cover_every_sequence_once():
+    len_q = [1, 90, 3, 88, 2, 40, 41, 1, 5, 95]
+    len_k = [60, 90, 70, 88, 65, 40, 41, 200, 9, 95]
+    groups = fast._split(len_q, len_k)
+    assert sorted(s for grp in groups for s in grp) == list(range(len(len_q)))
+    for grp in groups:
+        real = sum(len_q[s] * len_k[s] for s in grp)
+        padded = len(grp) * max(len_q[s] for s in grp) * max(len_k[s] for s in grp)
+        assert len(grp) == 1 or padded <= (1 + fast.GROUP_WASTE) * real + fast.GROUP_SLACK
+
+
+def test_rms_norm_matches_reference():
+    from kernels.rms_norm import add_rms_norm_reference, rms_norm_reference
+    g = torch.Generator().manual_seed(6)
+    x, r, w = (torch.randn(37, 64, generator=g) for _ in range(3))
+    w = w[0]
+    torch.testing.assert_close(fast.rms_norm(x, w, 1e-6), rms_norm_reference(x, w, 1e-6),
+                               atol=1e-6, rtol=1e-6)
+    for a, b in zip(fast.add_rms_norm(x, r, w, 1e-6), add_rms_norm_reference(x, r, w, 1e-6)):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-6)
+    xb, wb = x.bfloat16(), w.bfloat16()      # other dtypes round as the reference does
+    assert torch.equal(fast.rms_norm(xb, wb, 1e-6), rms_norm_reference(xb, wb, 1e-6))
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_paged_decode_matches_reference(dtype):
     g = torch.Generator().manual_seed(2)
