@@ -254,14 +254,29 @@ def add_rms_norm(x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor,
 
 def rope(q: torch.Tensor, k: torch.Tensor, positions: torch.Tensor,
          cos_sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Same contract as kernels.rope.rope_reference; q and k rotate together in one pass."""
+    """Same contract as kernels.rope.rope_reference, bit for bit: q and k rotate together as
+    x * (cos | cos) + (x2 | x1) * (-sin | sin), three elementwise passes instead of six."""
     hq, half = q.shape[1], q.shape[-1] // 2
-    cs = cos_sin[positions.long()]
-    cos, sin = cs[:, None, :half], cs[:, None, half:]
+    factors = _rotation_table(cos_sin)[positions.long()]          # [N, 2, D]
     x = torch.cat((q, k), dim=1).float()
-    x1, x2 = x[..., :half], x[..., half:]
-    out = torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)
+    swapped = torch.cat((x[..., half:], x[..., :half]), dim=-1)
+    out = x * factors[:, None, 0] + swapped * factors[:, None, 1]
     return out[:, :hq].to(q.dtype), out[:, hq:].to(k.dtype)
+
+
+_last_table: tuple[torch.Tensor, int, torch.Tensor] | None = None
+
+
+def _rotation_table(cos_sin: torch.Tensor) -> torch.Tensor:
+    """cos_sin [P, D] (cos | sin) -> [P, 2, D]: (cos | cos) and (-sin | sin); built once per
+    table (the model's rotary buffer) and kept while that tensor is unchanged."""
+    global _last_table
+    if _last_table is None or _last_table[0] is not cos_sin or _last_table[1] != cos_sin._version:
+        half = cos_sin.shape[-1] // 2
+        cos, sin = cos_sin[:, :half], cos_sin[:, half:]
+        table = torch.stack((torch.cat((cos, cos), -1), torch.cat((-sin, sin), -1)), dim=1)
+        _last_table = (cos_sin, cos_sin._version, table)
+    return _last_table[2]
 
 
 class DenseDecodeKV:
@@ -289,27 +304,17 @@ class DenseDecodeKV:
         """Before a decode step of sequences `seq_ids` writing at `positions` [B] (long):
         bring the dense copy up to date. False (and no copy) when it would not fit."""
         num_keys = int(positions.max()) + 1
-        capacity = self.k[0].shape[2] if self.k else 0
-        if seq_ids != self.seq_ids or num_keys > capacity:
-            keep = _kept_rows(self.seq_ids, seq_ids) if num_keys <= capacity else None
-            if keep is not None:
-                index = torch.tensor(keep)
-                self.k = [x.index_select(0, index) for x in self.k]
-                self.v = [x.index_select(0, index) for x in self.v]
-            else:
-                k_cache = kv_caches[0][0]
-                block_size, hk, d = k_cache.shape[1:]
-                capacity = -(-(num_keys + block_size) // block_size) * block_size
-                row_bytes = 2 * len(kv_caches) * hk * d * k_cache.element_size()
-                if len(seq_ids) * capacity * row_bytes > self.max_bytes:
-                    self.reset()
-                    return False
-                width = capacity // block_size
-                tables = torch.zeros(len(seq_ids), width, dtype=block_tables.dtype)
-                tables[:, :block_tables.shape[1]] = block_tables[:, :width]
-                self.k = [_gather_pages(kc, tables, capacity).contiguous() for kc, _ in kv_caches]
-                self.v = [_gather_pages(vc, tables, capacity).contiguous() for _, vc in kv_caches]
-            self.seq_ids = list(seq_ids)
+        keep = _kept_rows(self.seq_ids, seq_ids) if self.k else None
+        if keep is None:
+            if not self._gather(kv_caches, len(seq_ids), block_tables, num_keys):
+                return False
+        elif len(keep) != len(self.seq_ids):
+            index = torch.tensor(keep)
+            self.k = [x.index_select(0, index) for x in self.k]
+            self.v = [x.index_select(0, index) for x in self.v]
+        self.seq_ids = list(seq_ids)
+        if num_keys > self.k[0].shape[2]:
+            self._grow(num_keys, kv_caches[0][0].shape[1])
         # flat row of each (sequence, KV head)'s new key in a [B * Hk * capacity, D] view
         b, hk, capacity = len(seq_ids), self.k[0].shape[1], self.k[0].shape[2]
         self.new_rows = ((torch.arange(b)[:, None] * hk + torch.arange(hk)[None, :]) * capacity
@@ -317,6 +322,34 @@ class DenseDecodeKV:
         self.num_keys = num_keys
         self.mask = _additive(torch.arange(num_keys)[None, :] <= positions[:, None])[:, None, None]
         return True
+
+    def _gather(self, kv_caches, num_seqs: int, block_tables: torch.Tensor, num_keys: int) -> bool:
+        """A fresh dense copy from the pages, one block of room to grow; False if too big."""
+        k_cache = kv_caches[0][0]
+        block_size, hk, d = k_cache.shape[1:]
+        capacity = _room(num_keys, block_size)
+        row_bytes = 2 * len(kv_caches) * hk * d * k_cache.element_size()
+        if num_seqs * capacity * row_bytes > self.max_bytes:
+            self.reset()
+            return False
+        width = capacity // block_size
+        tables = torch.zeros(num_seqs, width, dtype=block_tables.dtype)
+        tables[:, :block_tables.shape[1]] = block_tables[:, :width]
+        self.k = [_gather_pages(kc, tables, capacity).contiguous() for kc, _ in kv_caches]
+        self.v = [_gather_pages(vc, tables, capacity).contiguous() for _, vc in kv_caches]
+        return True
+
+    def _grow(self, num_keys: int, block_size: int) -> None:
+        """More rows by copying the dense copy itself (cheaper than re-gathering pages). Little
+        room is kept: a bigger copy costs more in cache misses than the occasional growth."""
+        b, hk, old, d = self.k[0].shape
+        capacity = _room(num_keys, block_size)
+
+        def grown(x: torch.Tensor) -> torch.Tensor:
+            y = x.new_zeros(b, hk, capacity, d)    # zeros: masked rows must stay finite
+            y[:, :, :old] = x
+            return y
+        self.k, self.v = [grown(x) for x in self.k], [grown(x) for x in self.v]
 
     def attend(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                scale: float) -> torch.Tensor:
@@ -328,6 +361,11 @@ class DenseDecodeKV:
         n = self.num_keys
         return _one_query_attention(q, ks[:, :, :n].to(q.dtype), vs[:, :, :n].to(q.dtype),
                                     self.mask, scale)
+
+
+def _room(num_keys: int, block_size: int) -> int:
+    """Rows for num_keys keys and at least one block more, in whole blocks."""
+    return -(-(num_keys + block_size) // block_size) * block_size
 
 
 def _kept_rows(old: list[int], new: list[int]) -> list[int] | None:
