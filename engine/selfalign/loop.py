@@ -65,10 +65,11 @@ class ModelPool:
         return self.llm
 
     def release(self) -> None:
-        if self.llm is not None:
-            self.llm.close()
+        if self.llm is None:
+            return
+        self.llm.close()
         self.llm, self.path = None, None
-        gc.collect()
+        gc.collect()        # the old model's memory back before the next one loads
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 
