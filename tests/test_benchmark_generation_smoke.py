@@ -19,7 +19,10 @@ def test_smoke_mode_runs_every_case_and_writes_its_figures(tmp_path):
     assert tiny["greedy_identical_requests"] == tiny["prompts"] == 4
     assert tiny["engine"]["output_tokens"] == tiny["transformers"]["output_tokens"] == 4 * 3
     assert tiny["score"]["max_abs_logprob_diff"] < 1e-4
-    assert tiny["matmul_limit"]["seconds"] > 0
+    assert tiny["matmul_limit"]["seconds"] > 0 and tiny["score"]["matmul_limit"]["seconds"] > 0
+    # the ceiling: transformers' time over the limit, which no engine can beat
+    assert tiny["ceiling_over_transformers"] == (tiny["transformers"]["seconds"]
+                                                 / tiny["matmul_limit"]["seconds"])
     assert (tmp_path / "generation-decode-step-profile-tiny.txt").read_text().startswith(
         "2 decode steps of 4 sequences")
     # the GPU suite's cases, each recorded

@@ -54,3 +54,14 @@ def test_harness_benchmark_smoke(tmp_path):
     r = _one_json(tmp_path)["results"]
     assert set(r) == {"loglikelihood", "loglikelihood_rolling", "generate_until"}
     assert all(row["sheep"]["requests_per_s"] > 0 and row["ratio_vs_best_hf"] > 0 for row in r.values())
+
+
+def test_world_run_smoke(tmp_path):
+    # the default world job, shrunk: both ops backends run it and make the same data
+    _run([str(ROOT / "benchmarks" / "world_run.py"), "--smoke", "--config",
+          str(ROOT / "recipes" / "configs" / "world_default.toml"), "--out", str(tmp_path)], tmp_path)
+    r = _one_json(tmp_path)["results"]
+    assert r["torch"]["stages"]["main/1"]["prompts"] > 0 and r["cpu"]["stages"]["main/1"]["prompts"] > 0
+    assert r["data"]["files"] == 4 and r["data"]["records"] > 0
+    assert r["data"]["differing_records"] <= 0.02 * r["data"]["records"]
+    assert r["time_ratio"] == round(r["cpu"]["seconds"] / r["torch"]["seconds"], 3)
