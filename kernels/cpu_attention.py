@@ -102,18 +102,18 @@ def _split(len_q: list[int], len_k: list[int]) -> list[list[int]]:
     return groups + [group]
 
 
-def _positions(lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _positions(lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """lengths [s] of sequences packed back to back -> (the sequence of each row, the row's
-    offset within it, each sequence's first row)."""
+    offset within it)."""
     starts = torch.cumsum(lens, 0) - lens
     n = int(lens.sum())
     seq = torch.repeat_interleave(torch.arange(len(lens)), lens, output_size=n)
-    return seq, torch.arange(n) - starts[seq], starts
+    return seq, torch.arange(n) - starts[seq]
 
 
 def _rows(starts: torch.Tensor, lens: torch.Tensor, members: torch.Tensor) -> torch.Tensor:
     """Packed row indices of the given sequences, back to back."""
-    seq, off, _ = _positions(lens[members])
+    seq, off = _positions(lens[members])
     return starts[members][seq] + off
 
 
@@ -131,12 +131,12 @@ def _build_plan(len_q: torch.Tensor, len_k: torch.Tensor, paged: bool) -> _Plan:
         whole = len(groups) == 1
         gq, gk = len_q[seqs], len_k[seqs]
         max_q, max_k = max(lq[s] for s in members), max(lk[s] for s in members)
-        seq_q, off_q, _ = _positions(gq)
+        seq_q, off_q = _positions(gq)
         dense = keys_like_queries and all(lq[s] == max_q for s in members)
         mask = seq_k = off_k = k_rows = None
         if not keys_like_queries:
             if not paged:
-                seq_k, off_k, _ = _positions(gk)
+                seq_k, off_k = _positions(gk)
                 k_rows = None if whole else _rows(starts_k, len_k, seqs)
             # bottom-right causal: query i of s sees keys j <= i + len_k(s) - len_q(s), j < len_k(s)
             i = torch.arange(max_q)[None, :, None]
