@@ -3,9 +3,10 @@
 The model (and the sampler) call only the functions below. Backends:
   "triton"  the Triton kernels (on CPU tensors: the Triton interpreter, which needs
             TRITON_INTERPRET=1 set before triton is imported);
-  "cpu"     kernels/cpu_attention.py: every sequence of a step in one batched torch call
-            (attention, KV store, rope, RMS norm); the references for the rest. Pure torch, so it runs
-            anywhere, but it is built for the CPU;
+  "cpu"     kernels/cpu_attention.py: every sequence of a step in a few batched torch calls
+            (attention, KV store, rope, RMS norm), and kernels/cpu_sampling.py (the sampling
+            race, hashing only the tokens that can win); the references for the rest. Pure
+            torch, so it runs anywhere, but it is built for the CPU;
   "torch"   the torch references: the readable oracle every other backend is tested against.
 By default each call picks by where its tensors live: "triton" for CUDA tensors, "cpu" for CPU
 tensors, "torch" for anything else (meta). `SHEEP_OPS=torch|cpu|triton` (read once, at
@@ -44,9 +45,10 @@ _OPS = {
                              "linear_cross_entropy"),
     "gumbel_argmax": (gumbel_argmax_reference, "kernels.sampling", "gumbel_argmax"),
 }
-# the ops the "cpu" backend replaces (kernels.cpu_attention); the others use the reference
-_CPU_OPS = ("varlen_attention", "paged_decode_attention", "store_kvcache", "rope", "rms_norm",
-            "add_rms_norm")
+# the ops the "cpu" backend replaces, and the module of each; the others use the reference
+_CPU_OPS = {op: "kernels.cpu_attention" for op in (
+    "varlen_attention", "paged_decode_attention", "store_kvcache", "rope", "rms_norm", "add_rms_norm")}
+_CPU_OPS["gumbel_argmax"] = "kernels.cpu_sampling"
 
 
 def _env_backend() -> str | None:
@@ -66,8 +68,8 @@ def _table(name: str) -> dict:
     if table is None:
         table = {op: ref for op, (ref, _, _) in _OPS.items()}
         if name == "cpu":
-            fast = importlib.import_module("kernels.cpu_attention")
-            table.update({op: getattr(fast, op) for op in _CPU_OPS})
+            table.update({op: getattr(importlib.import_module(module), op)
+                          for op, module in _CPU_OPS.items()})
         elif name == "triton":
             table = {op: getattr(importlib.import_module(module), attr)
                      for op, (_, module, attr) in _OPS.items()}

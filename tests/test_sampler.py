@@ -8,7 +8,7 @@ import torch
 from conftest import DEVICE
 from engine import ops
 from engine.generation import sampler
-from kernels import sampling
+from kernels import cpu_sampling, sampling
 
 VOCAB = 40
 
@@ -114,6 +114,31 @@ def test_triton_race_matches_reference(restore_backend):
     ops.set_backend("triton")
     got = ops.gumbel_argmax(logits, inv_temp, thresholds, keys)
     assert got.tolist() == want.tolist()
+
+
+@pytest.mark.parametrize("spread", [0.3, 3.0, 30.0])
+def test_cpu_race_matches_reference_bit_for_bit(spread):
+    """kernels/cpu_sampling.py hashes only the tokens within the noise's span of the best one:
+    flat rows (every token a candidate), typical and peaked rows, thresholds, temperatures."""
+    g = torch.Generator().manual_seed(4)
+    b = 64
+    logits = torch.randn(b, 1500, generator=g) * spread
+    logits[3, 700] = 1e4                                  # one token far above the rest
+    inv_temp = torch.rand(b, generator=g) * 3 + 0.1
+    thresholds = torch.where(torch.rand(b, generator=g) < 0.5, torch.tensor(float("-inf")),
+                             logits.float().max(-1).values * inv_temp - 2.0)
+    keys = torch.tensor(sampler.row_keys(list(range(b)), [i % 5 for i in range(b)]))
+    want = sampling.gumbel_argmax_reference(logits, inv_temp, thresholds, keys)
+    assert torch.equal(cpu_sampling.gumbel_argmax(logits, inv_temp, thresholds, keys), want)
+
+
+def test_noise_span_covers_every_noise_value():
+    # the extreme hash outputs give the extreme noise: u = (0 + 0.5) / 2^23 and (2^23 - 0.5) / 2^23
+    u = (torch.tensor([0.0, 2.0**23 - 1]) + 0.5) * (1.0 / 8388608.0)
+    lo, hi = (-torch.log(-torch.log(u))).tolist()
+    assert hi - lo < cpu_sampling.NOISE_SPAN - 0.5
+    noise = sampling.gumbel_noise(torch.tensor([[5, 9], [123, 77]]), torch.arange(200000))
+    assert lo <= noise.min().item() and noise.max().item() <= hi
 
 
 def test_sampler_follows_the_ops_switch(restore_backend, monkeypatch):
