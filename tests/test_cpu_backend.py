@@ -57,9 +57,16 @@ def _paged(lengths_k, block_size, hk, d, g, dtype=torch.float32):
     return k_cache, v_cache, tables
 
 
-def test_varlen_over_a_cached_prefix_matches_reference():
+def _spread_lengths(n: int, seed: int):
+    """n sequences whose query and cached-key lengths spread widely (several groups)."""
+    g = torch.Generator().manual_seed(seed)
+    len_q = torch.randint(1, 40, (n,), generator=g).tolist()
+    return len_q, [q + int(torch.randint(0, 60, (1,), generator=g)) for q in len_q]
+
+
+@pytest.mark.parametrize("len_q, len_k", [([3, 1, 12, 5], [19, 1, 12, 40]), _spread_lengths(30, 5)])
+def test_varlen_over_cached_prefixes_matches_reference(len_q, len_k):
     g = torch.Generator().manual_seed(1)
-    len_q, len_k = [3, 1, 12, 5], [19, 1, 12, 40]
     k_cache, v_cache, tables = _paged(len_k, 8, 2, 16, g)
     q = _packed(len_q, 6, 16, g)
     want = varlen_attention_reference(q, k_cache, v_cache, _cu(len_q), _cu(len_k), 0.3, tables)
@@ -67,17 +74,9 @@ def test_varlen_over_a_cached_prefix_matches_reference():
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
 
 
-def test_many_sequences_over_cached_prefixes_in_several_groups_match_reference():
-    # lengths spread widely: the step is split into padded groups of similar length
-    g = torch.Generator().manual_seed(5)
-    len_q = torch.randint(1, 40, (30,), generator=g).tolist()
-    len_k = [q + int(torch.randint(0, 60, (1,), generator=g)) for q in len_q]
-    assert len(fast._split(len_q, len_k)) > 1
-    k_cache, v_cache, tables = _paged(len_k, 8, 2, 16, g)
-    q = _packed(len_q, 4, 16, g)
-    want = varlen_attention_reference(q, k_cache, v_cache, _cu(len_q), _cu(len_k), 0.3, tables)
-    got = fast.varlen_attention(q, k_cache, v_cache, _cu(len_q), _cu(len_k), 0.3, tables)
-    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+def test_spread_lengths_make_several_groups():
+    # the second case above goes through several padded groups, not one
+    assert len(fast._split(*_spread_lengths(30, 5))) > 1
 
 
 def test_groups_bound_padding_and_cover_every_sequence_once():
