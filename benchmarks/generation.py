@@ -241,43 +241,37 @@ def _time_matmuls(rows: int, shapes: list[tuple[int, int]], repeat: int) -> floa
     return time.perf_counter() - t
 
 
-def matmul_limit(cfg: ModelConfig, prompt_lens: list[int], new_tokens: int) -> dict:
-    """The generate workload's FLOPs run as dense matmuls at the model's own shapes: one
-    prefill over every prompt token, then `new_tokens - 1` decode steps of the whole batch,
-    each with the LM head on one row per sequence; attention FLOPs at the measured rate."""
-    layer = linear_shapes(cfg)
-    head = [(cfg.hidden_size, cfg.vocab_size)]
-    b, n_prompt = len(prompt_lens), sum(prompt_lens)
-    steps = new_tokens - 1
-    seconds = (_time_matmuls(n_prompt, layer, cfg.num_hidden_layers)
-               + _time_matmuls(b, head, 1)
-               + _time_matmuls(b, layer, steps * cfg.num_hidden_layers)
-               + _time_matmuls(b, head, steps))
-    lin_flops = 2 * (cfg.num_hidden_layers * sum(i * o for i, o in layer) * (n_prompt + b * steps)
-                     + cfg.hidden_size * cfg.vocab_size * b * new_tokens)
+def _limit(cfg: ModelConfig, layer_passes: list[tuple[int, int]], head_passes: list[tuple[int, int]],
+           attention_pairs: int) -> dict:
+    """A workload's FLOPs run as dense matmuls at the model's own shapes: (rows, times) passes
+    through every decoder layer's linears and through the LM head, timed; attention FLOPs
+    (q.k and p.v: 4 * head_dim * heads per (query, visible key) pair) at the measured rate."""
+    layer, head = linear_shapes(cfg), [(cfg.hidden_size, cfg.vocab_size)]
+    seconds = (sum(_time_matmuls(rows, layer, times * cfg.num_hidden_layers) for rows, times in layer_passes)
+               + sum(_time_matmuls(rows, head, times) for rows, times in head_passes))
+    lin_flops = 2 * (cfg.num_hidden_layers * sum(i * o for i, o in layer)
+                     * sum(rows * times for rows, times in layer_passes)
+                     + cfg.hidden_size * cfg.vocab_size * sum(rows * times for rows, times in head_passes))
     rate = lin_flops / seconds
-    # q.k and p.v: 4 * head_dim * heads per (query, visible key) pair
-    pairs = sum(L * (L + 1) // 2 + sum(L + j for j in range(1, new_tokens)) for L in prompt_lens)
-    attn_flops = 4 * cfg.head_dim * cfg.num_attention_heads * cfg.num_hidden_layers * pairs
+    attn_flops = 4 * cfg.head_dim * cfg.num_attention_heads * cfg.num_hidden_layers * attention_pairs
     return {"linear_flops": lin_flops, "attention_flops": attn_flops,
             "matmul_GFLOPs_per_s": rate / 1e9, "seconds": seconds + attn_flops / rate}
+
+
+def matmul_limit(cfg: ModelConfig, prompt_lens: list[int], new_tokens: int) -> dict:
+    """The generate workload: one prefill over every prompt token, then `new_tokens - 1`
+    decode steps of the whole batch, each with the LM head on one row per sequence."""
+    b, steps = len(prompt_lens), new_tokens - 1
+    pairs = sum(L * (L + 1) // 2 + sum(L + j for j in range(1, new_tokens)) for L in prompt_lens)
+    return _limit(cfg, [(sum(prompt_lens), 1), (b, steps)], [(b, 1), (b, steps)], pairs)
 
 
 def score_limit(cfg: ModelConfig, prompts: list[list[int]], conts: list[list[int]]) -> dict:
-    """The scoring workload's FLOPs as dense matmuls: every token through the layers, the LM
-    head on each continuation token's row (all a scorer needs), attention at the same rate."""
-    layer = linear_shapes(cfg)
-    total = sum(len(p) + len(c) for p, c in zip(prompts, conts))
-    scored = sum(len(c) for c in conts)
-    seconds = (_time_matmuls(total, layer, cfg.num_hidden_layers)
-               + _time_matmuls(scored, [(cfg.hidden_size, cfg.vocab_size)], 1))
-    lin_flops = 2 * (cfg.num_hidden_layers * sum(i * o for i, o in layer) * total
-                     + cfg.hidden_size * cfg.vocab_size * scored)
-    rate = lin_flops / seconds
-    pairs = sum(n * (n + 1) // 2 for n in (len(p) + len(c) for p, c in zip(prompts, conts)))
-    attn_flops = 4 * cfg.head_dim * cfg.num_attention_heads * cfg.num_hidden_layers * pairs
-    return {"linear_flops": lin_flops, "attention_flops": attn_flops,
-            "matmul_GFLOPs_per_s": rate / 1e9, "seconds": seconds + attn_flops / rate}
+    """The scoring workload: every token through the layers, the LM head on each continuation
+    token's row (all a scorer needs)."""
+    lens = [len(p) + len(c) for p, c in zip(prompts, conts)]
+    return _limit(cfg, [(sum(lens), 1)], [(sum(len(c) for c in conts), 1)],
+                  sum(n * (n + 1) // 2 for n in lens))
 
 
 # --- profile of one decode step -----------------------------------------------------------------

@@ -103,9 +103,10 @@ def main(argv: list[str] | None = None) -> Path:
     print(f"fast ops take {results['time_ratio']:.2f} of the reference run's time "
           f"({results['engine_stage_ratio']:.2f} of its engine stages); data files: "
           f"{d['differing_records']} of {d['records']} records differ ({d['files']} files)")
-    path = write_results("world_run", results, out_dir=args.out, config=str(Path(args.config).resolve()
-                         .relative_to(ROOT)) if Path(args.config).resolve().is_relative_to(ROOT)
-                         else args.config, overrides=overrides, threads=1)
+    config = Path(args.config).resolve()
+    shown = config.relative_to(ROOT) if config.is_relative_to(ROOT) else config
+    path = write_results("world_run", results, out_dir=args.out, config=str(shown),
+                         overrides=overrides, threads=1)
     print(f"wrote {path}")
     return path
 

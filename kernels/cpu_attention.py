@@ -8,7 +8,7 @@ overhead of that loop outweighs the arithmetic of a small model. Here:
   - paged K/V is gathered with one index over the block tables;
   - decode attention (one query a sequence) is two batched matmuls, and DenseDecodeKV keeps a
     dense copy of the decoding batch's K/V between steps instead of re-gathering pages;
-  - RMS norm uses torch's one-pass op for fp32.
+  - RMS norm uses torch's one-pass op for fp32; RoPE rotates q and k in three passes.
 Results match the references to float rounding (tests/test_cpu_backend.py); the references
 stay the readable oracle. `engine.ops` serves these under the backend name "cpu", the default
 for CPU tensors.
@@ -304,15 +304,16 @@ class DenseDecodeKV:
         """Before a decode step of sequences `seq_ids` writing at `positions` [B] (long):
         bring the dense copy up to date. False (and no copy) when it would not fit."""
         num_keys = int(positions.max()) + 1
-        keep = _kept_rows(self.seq_ids, seq_ids) if self.k else None
-        if keep is None:
-            if not self._gather(kv_caches, len(seq_ids), block_tables, num_keys):
-                return False
-        elif len(keep) != len(self.seq_ids):
-            index = torch.tensor(keep)
-            self.k = [x.index_select(0, index) for x in self.k]
-            self.v = [x.index_select(0, index) for x in self.v]
-        self.seq_ids = list(seq_ids)
+        if not self.k or seq_ids != self.seq_ids:        # the usual step changes nothing here
+            keep = _kept_rows(self.seq_ids, seq_ids) if self.k else None
+            if keep is None:
+                if not self._gather(kv_caches, len(seq_ids), block_tables, num_keys):
+                    return False
+            else:                                          # finished sequences drop out
+                index = torch.tensor(keep)
+                self.k = [x.index_select(0, index) for x in self.k]
+                self.v = [x.index_select(0, index) for x in self.v]
+            self.seq_ids = list(seq_ids)
         if num_keys > self.k[0].shape[2]:
             self._grow(num_keys, kv_caches[0][0].shape[1])
         # flat row of each (sequence, KV head)'s new key in a [B * Hk * capacity, D] view
