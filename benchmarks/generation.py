@@ -11,7 +11,9 @@ random Qwen2 shape of 30M params (hidden 512, 8 layers, vocab 4096):
   score      64 prompt+continuation pairs: engine `score` against one transformers forward
              (padded batch, log-softmax, gather).
   limit      the run's FLOPs as dense matmuls: the model's linear layers timed as plain
-             matmuls at the workload's row counts, attention FLOPs at the measured rate.
+             matmuls at the workload's row counts, attention FLOPs at the measured rate;
+             the roofline also bounds decode attention by its K/V bytes at the measured
+             memory read rate. The engine's time inside the model forward is clocked too.
   profile    torch.profiler over 8 steady decode steps of the engine (top ops) into
              benchmarks/results/generation-decode-step-profile-<shape>.txt.
 GPU (default when CUDA is present):
@@ -134,8 +136,10 @@ def sync(device: torch.device) -> None:
 # --- engine and transformers runs ---------------------------------------------------------------
 def run_engine(llm: LLM, prompts, params) -> dict:
     sync(llm.model.device)
+    forward = _ForwardClock(llm.runner)
     t = time.perf_counter()
-    outs = llm.generate(prompts, params, use_tqdm=False)
+    with forward:
+        outs = llm.generate(prompts, params, use_tqdm=False)
     sync(llm.model.device)
     elapsed = time.perf_counter() - t
     tokens = sum(len(c.token_ids) for o in outs for c in o.outputs)
@@ -146,7 +150,32 @@ def run_engine(llm: LLM, prompts, params) -> dict:
             "decode_steps": s.num_decode_steps, "preemptions": s.num_preemptions,
             "seconds": elapsed, "output_tokens_per_s": tokens / elapsed,
             "total_tokens_per_s": (tokens + s.num_prompt_tokens) / elapsed,
+            # the model's own forward passes; the rest is scheduling, batch preparation and
+            # sampling (on a GPU the clock reads launch time only: CPU figure)
+            "forward_seconds": forward.seconds,
             "token_ids": [o.token_ids for o in outs]}
+
+
+class _ForwardClock:
+    """Wall time spent inside the runner's model forward while the context is open."""
+
+    def __init__(self, runner):
+        self.runner, self.seconds = runner, 0.0
+
+    def __enter__(self):
+        forward = self.runner.forward
+
+        def timed(*a, **kw):
+            t = time.perf_counter()
+            try:
+                return forward(*a, **kw)
+            finally:
+                self.seconds += time.perf_counter() - t
+        self.runner.forward = timed
+        return self
+
+    def __exit__(self, *exc):
+        del self.runner.forward            # back to the class's method
 
 
 def _left_padded(prompts, device):
@@ -255,7 +284,31 @@ def _limit(cfg: ModelConfig, layer_passes: list[tuple[int, int]], head_passes: l
     rate = lin_flops / seconds
     attn_flops = 4 * cfg.head_dim * cfg.num_attention_heads * cfg.num_hidden_layers * attention_pairs
     return {"linear_flops": lin_flops, "attention_flops": attn_flops,
-            "matmul_GFLOPs_per_s": rate / 1e9, "seconds": seconds + attn_flops / rate}
+            "matmul_GFLOPs_per_s": rate / 1e9, "attention_seconds": attn_flops / rate,
+            "seconds": seconds + attn_flops / rate}
+
+
+def read_bandwidth() -> float:
+    """Bytes/s one thread reads from memory: a sum over 256 MiB (eight times a large L3)."""
+    x = torch.ones(64 * 2**20)
+    x.sum()
+    best = float("inf")
+    for _ in range(3):
+        t = time.perf_counter()
+        x.sum()
+        best = min(best, time.perf_counter() - t)
+    return x.numel() * x.element_size() / best
+
+
+def kv_read_limit(cfg: ModelConfig, prompt_lens: list[int], new_tokens: int, dtype_bytes: int,
+                  bandwidth: float) -> dict:
+    """The generate workload's decode steps read every cached key and value of every layer
+    once (real lengths, no padding): those bytes at the measured read bandwidth. Attention's
+    FLOPs are few, so on a large model's cache this, not the matmul rate, bounds it."""
+    per_key = 2 * cfg.num_hidden_layers * cfg.num_key_value_heads * cfg.head_dim * dtype_bytes
+    keys = sum(L + j for L in prompt_lens for j in range(1, new_tokens))
+    return {"decode_kv_bytes": keys * per_key, "read_GBps": bandwidth / 1e9,
+            "seconds": keys * per_key / bandwidth}
 
 
 def matmul_limit(cfg: ModelConfig, prompt_lens: list[int], new_tokens: int) -> dict:
@@ -340,6 +393,11 @@ def cpu_case(name: str, model: CausalLM, hf, n_prompts: int, lens: tuple[int, in
     limit = min((matmul_limit(cfg, [len(p) for p in prompts], new_tokens) for _ in range(repeats)),
                 key=lambda r: r["seconds"])
     s_limit = min((score_limit(cfg, sp, sc) for _ in range(repeats)), key=lambda r: r["seconds"])
+    kv = kv_read_limit(cfg, [len(p) for p in prompts], new_tokens,
+                       model.model.embed_tokens.weight.element_size(), read_bandwidth())
+    # the limit with attention bound by whichever is slower: its FLOPs or its cache reads
+    roofline = limit["seconds"] - limit["attention_seconds"] + max(limit["attention_seconds"],
+                                                                   kv["seconds"])
     result = {
         "params": sum(p.numel() for p in {id(p): p for p in model.parameters()}.values()),
         "prompts": n_prompts, "prompt_lens": list(lens), "new_tokens": new_tokens, "repeats": repeats,
@@ -353,14 +411,21 @@ def cpu_case(name: str, model: CausalLM, hf, n_prompts: int, lens: tuple[int, in
                   "ceiling_over_transformers": h_score["seconds"] / s_limit["seconds"]},
         "matmul_limit": limit, "engine_seconds_over_limit": eng["seconds"] / limit["seconds"],
         # the most any engine could beat generate by: nothing but the FLOPs, at the matmul rate
-        "ceiling_over_transformers": ref["seconds"] / limit["seconds"]}
+        "ceiling_over_transformers": ref["seconds"] / limit["seconds"],
+        # the same with the decode steps' K/V reads at the memory's read rate
+        "kv_read_limit": kv, "roofline_seconds": roofline,
+        "roofline_ceiling_over_transformers": ref["seconds"] / roofline,
+        # what the engine would reach if scheduling, preparation and sampling took no time
+        "forward_only_over_transformers": ref["seconds"] / eng["forward_seconds"]}
     if profile_path is not None:
         llm.update_weights()
         result["decode_step_profile"] = profile_decode_step(llm, prompts, profile_path, steps=2 if new_tokens < 8 else 8)
     llm.close()
     print(f"{name}: engine {eng['output_tokens_per_s']:.0f} tok/s, transformers "
           f"{ref['output_tokens_per_s']:.0f} tok/s -> {result['engine_over_transformers']:.2f}x "
-          f"(ceiling {result['ceiling_over_transformers']:.2f}x; {same}/{n_prompts} greedy identical); "
+          f"(ceiling {result['ceiling_over_transformers']:.2f}x, with K/V reads "
+          f"{result['roofline_ceiling_over_transformers']:.2f}x; forward alone "
+          f"{result['forward_only_over_transformers']:.2f}x; {same}/{n_prompts} greedy identical); "
           f"score {result['score']['engine_over_transformers']:.2f}x (ceiling "
           f"{result['score']['ceiling_over_transformers']:.2f}x; max |dlogp| {diff:.1e}); engine "
           f"{result['engine_seconds_over_limit']:.1f}x the matmul limit ({limit['seconds']:.3f} s at "

@@ -23,6 +23,11 @@ def test_smoke_mode_runs_every_case_and_writes_its_figures(tmp_path):
     # the ceiling: transformers' time over the limit, which no engine can beat
     assert tiny["ceiling_over_transformers"] == (tiny["transformers"]["seconds"]
                                                  / tiny["matmul_limit"]["seconds"])
+    # the roofline adds the decode steps' K/V reads: never faster than the FLOPs alone
+    assert tiny["kv_read_limit"]["decode_kv_bytes"] > 0 and tiny["kv_read_limit"]["read_GBps"] > 0
+    assert tiny["roofline_seconds"] >= tiny["matmul_limit"]["seconds"]
+    # the forward's clock covers part of the engine's run, not more than all of it
+    assert 0 < tiny["engine"]["forward_seconds"] < tiny["engine"]["seconds"]
     assert (tmp_path / "generation-decode-step-profile-tiny.txt").read_text().startswith(
         "2 decode steps of 4 sequences")
     # the GPU suite's cases, each recorded
