@@ -64,6 +64,20 @@ def test_thresholds_keep_the_same_tokens_as_transformers():
         assert torch.equal(logits[r] >= thresholds[r], want)
 
 
+def test_cpu_sort_gives_torch_sorts_values():
+    """The threshold search sorts with numpy on the CPU: the same values, in the same order,
+    as torch.sort, ties and infinities included (-0.0 and 0.0 may trade places: equal in
+    every comparison and softmax the search makes)."""
+    g = torch.Generator().manual_seed(4)
+    rows = torch.cat([torch.randn(3, VOCAB, generator=g) * 4,
+                      torch.randint(-3, 4, (3, VOCAB), generator=g).float()])  # many ties
+    rows[3, :5] = -0.0
+    rows[4, 7], rows[5, 2] = float("inf"), float("-inf")
+    got = sampler.sorted_descending(rows)
+    want = rows.sort(dim=-1, descending=True).values
+    assert got.dtype == want.dtype and torch.equal(got, want)
+
+
 def test_seeded_rows_do_not_depend_on_the_rest_of_the_batch():
     g = torch.Generator().manual_seed(2)
     logits = torch.randn(8, VOCAB, generator=g)
